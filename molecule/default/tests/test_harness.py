@@ -1,0 +1,74 @@
+"""The harness gives every scenario real, separate Debian 12 machines."""
+import json
+import os
+
+import pytest
+import testinfra.utils.ansible_runner
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+HOSTS = RUNNER.get_hosts("all")
+
+
+@pytest.fixture(params=HOSTS)
+def host(request):
+    machine = RUNNER.get_host(request.param)
+    machine.inventory_name = request.param
+    return machine
+
+
+def lab(host):
+    return json.loads(host.file("/etc/ansible/facts.d/secvirt_lab.fact").content_string)
+
+
+def test_real_debian12_with_systemd_as_pid1(host):
+    assert host.system_info.distribution == "debian"
+    assert host.system_info.release.startswith("12")
+    assert host.check_output("ps -o comm= -p 1") == "systemd"
+    assert host.run("systemctl is-system-running --wait").stdout.strip() in ("running", "degraded")
+
+
+def test_own_kernel_has_dm_crypt_and_8021q(host):
+    modules = host.check_output("cat /proc/modules")
+    assert "8021q" in modules.split()
+    assert "dm_crypt" in modules.split()
+    assert host.file("/sys/module/8021q").is_directory
+
+
+def test_spare_data_disk_is_blank(host):
+    assert host.check_output("cat /sys/block/vdb/serial") == "secvirt-data"
+    assert host.run("blkid -p /dev/vdb").rc == 2  # no signature at all
+    assert host.check_output("findmnt -no SOURCE /") == "/dev/vda"
+
+
+def test_trunk_nic_is_left_unconfigured(host):
+    assert host.interface("eth1").exists
+    assert host.interface("eth1").addresses == []
+
+
+def test_machines_have_their_own_identity():
+    machines = [RUNNER.get_host(name) for name in HOSTS]
+    ids = {m.check_output("cat /etc/machine-id") for m in machines}
+    keys = {m.file("/etc/ssh/ssh_host_ed25519_key.pub").content_string for m in machines}
+    assert len(ids) == len(keys) == len(HOSTS) == 2
+    assert all(len(i) == 32 for i in ids)
+
+
+def test_hostname_and_fqdn_match_the_inventory(host):
+    assert host.check_output("hostname") == host.inventory_name
+    assert lab(host)["fqdn"] == f"{host.inventory_name}.secvirt.test"
+
+
+def test_lab_network_connects_station_to_kvm_host(host):
+    facts = lab(host)
+    assert host.interface("eth2").addresses[0] == facts["ip"]
+    for name, ip in facts["peers"].items():
+        assert host.check_output(f"getent hosts {name}.secvirt.test").split()[0] == ip
+        assert host.run(f"ping -c1 -W5 {ip}").rc == 0
+
+
+def test_station_reaches_kvm_host_ssh_port_over_lab(host):
+    if host.inventory_name != "station":
+        pytest.skip("only the management station connects out")
+    peer = host.file("/etc/secvirt-harness-peer").content_string.strip()
+    assert peer == "kvmhost.secvirt.test"
+    assert host.run(f"nc -z -w5 {peer} 22").rc == 0

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Build (once) the Debian 12 base image the molecule scenarios boot.
+#
+# The image is a plain minimal Debian install: the roles under test must
+# install their own packages. To keep TCG runs fast, the .debs those roles
+# need are downloaded into the image's apt cache (not installed).
+#
+# Output: $SECVIRT_CACHE/images/<recipe-hash>/{disk.raw,vmlinuz,initrd.img,id_ed25519}
+# The hash covers this script and packages.txt, so any change to the recipe
+# builds a new image and old ones are left for `make clean-cache`.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${SECVIRT_CACHE:-$HOME/.cache/secvirt-kvm}
+suite=bookworm
+mirror=${SECVIRT_MIRROR:-}
+if [ -z "$mirror" ]; then
+  mirror=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
+           | awk 'NR==1{print $2}' || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+fi
+security_mirror=${mirror%/debian}/debian-security
+
+recipe_hash=$(cat "$0" "$here/packages.txt" | sha256sum | cut -c1-16)
+out="$cache/images/$recipe_hash"
+if [ -f "$out/.complete" ]; then
+  echo "$out"
+  exit 0
+fi
+# Several scenarios (or sessions) may ask for the image at once: build once.
+mkdir -p "$cache/images"
+exec 9>"$cache/images/.build.lock"
+flock 9
+if [ -f "$out/.complete" ]; then
+  echo "$out"
+  exit 0
+fi
+
+for tool in debootstrap mkfs.ext4 qemu-img ssh-keygen chroot; do
+  command -v "$tool" >/dev/null || { echo "build-image: '$tool' is missing (run: make setup)" >&2; exit 2; }
+done
+[ "$(id -u)" = 0 ] || { echo "build-image: debootstrap needs root" >&2; exit 2; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/secvirt-image.XXXXXX")
+rootfs="$work/rootfs"
+cleanup() {
+  for m in dev/pts dev proc sys; do umount -l "$rootfs/$m" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# packages.txt: "base" lines are installed, "cache" lines only downloaded.
+mapfile -t base < <(awk '$1=="base"{print $2}' "$here/packages.txt")
+mapfile -t cached < <(awk '$1=="cache"{print $2}' "$here/packages.txt")
+
+echo "build-image: debootstrap $suite from $mirror" >&2
+debootstrap --variant=minbase \
+  --include=apt-utils,systemd-sysv,udev,kmod,iproute2,ifupdown,isc-dhcp-client,openssh-server,python3,sudo,procps,ca-certificates,less \
+  "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
+  || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+
+cat >"$rootfs/etc/apt/sources.list" <<SRC
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb $security_mirror $suite-security main
+SRC
+printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
+chmod 0755 "$rootfs/usr/sbin/policy-rc.d"
+mount -t proc proc "$rootfs/proc"
+mount -t sysfs sys "$rootfs/sys"
+mount --bind /dev "$rootfs/dev"
+mount -t devpts devpts "$rootfs/dev/pts"
+cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+
+in_root() { chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 "$@"; }
+in_root apt-get update -qq
+in_root apt-get install -y -qq --no-install-recommends "${base[@]}" >"$work/apt.log" 2>&1 \
+  || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+in_root apt-get install -y -qq --download-only "${cached[@]}" >>"$work/apt.log" 2>&1 \
+  || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+# Keep downloaded .debs: Debian's docker-clean style hooks are not present, but
+# make sure apt does not auto-clean the cache we seeded.
+echo 'APT::Keep-Downloaded-Packages "true";' >"$rootfs/etc/apt/apt.conf.d/99keep-debs"
+
+# System identity and access: root login by the harness key only.
+mkdir -p "$out.tmp"
+rm -f "$out.tmp/id_ed25519" "$out.tmp/id_ed25519.pub"
+ssh-keygen -q -t ed25519 -N '' -C secvirt-harness -f "$out.tmp/id_ed25519"
+install -d -m 0700 "$rootfs/root/.ssh"
+install -m 0600 "$out.tmp/id_ed25519.pub" "$rootfs/root/.ssh/authorized_keys"
+cat >"$rootfs/etc/ssh/sshd_config.d/harness.conf" <<SSHD
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+UseDNS no
+SSHD
+rm -f "$rootfs"/etc/ssh/ssh_host_*     # regenerated per VM at first boot
+cat >"$rootfs/etc/systemd/system/ssh-hostkeys.service" <<UNIT
+[Unit]
+Description=Generate SSH host keys for this VM
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -sf /etc/systemd/system/ssh-hostkeys.service "$rootfs/etc/systemd/system/multi-user.target.wants/ssh-hostkeys.service"
+
+echo debian12 >"$rootfs/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 debian12\n' >"$rootfs/etc/hosts"
+printf '/dev/vda / ext4 errors=remount-ro 0 1\n' >"$rootfs/etc/fstab"
+cat >"$rootfs/etc/network/interfaces" <<NET
+source /etc/network/interfaces.d/*
+auto lo
+iface lo inet loopback
+auto eth0
+iface eth0 inet dhcp
+# eth1 is the trunk/private test NIC: left unconfigured for the roles.
+NET
+# The machine-id is made per VM at first boot.
+: >"$rootfs/etc/machine-id"
+rm -f "$rootfs/var/lib/dbus/machine-id"
+ln -sf /dev/null "$rootfs/etc/systemd/system/apt-daily.timer"
+ln -sf /dev/null "$rootfs/etc/systemd/system/apt-daily-upgrade.timer"
+ln -sf /dev/null "$rootfs/etc/systemd/system/e2scrub_reap.service"
+echo 'root:*' | in_root chpasswd -e
+rm -f "$rootfs/usr/sbin/policy-rc.d" "$rootfs/etc/resolv.conf"
+in_root systemctl enable ssh >/dev/null
+# ifupdown-pre only waits for `udevadm settle`, which costs ~35 s per boot
+# under TCG; with net.ifnames=0 the NIC names do not depend on udev.
+ln -sf /dev/null "$rootfs/etc/systemd/system/ifupdown-pre.service"
+
+for m in dev/pts dev proc sys; do umount -l "$rootfs/$m"; done
+cp -L "$rootfs"/boot/vmlinuz-* "$out.tmp/vmlinuz"
+cp -L "$rootfs"/boot/initrd.img-* "$out.tmp/initrd.img"
+chmod 0644 "$out.tmp/vmlinuz" "$out.tmp/initrd.img"
+rm -f "$out.tmp/disk.raw"
+mkfs.ext4 -q -L root -d "$rootfs" "$out.tmp/disk.raw" 6G
+cp "$here/packages.txt" "$out.tmp/packages.txt"
+rm -rf "$out"
+mv "$out.tmp" "$out"
+touch "$out/.complete"
+echo "$out"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make demo: boot the built-in disposable KVM host (and a management station),
+# run playbooks/site.yml against them with the sample inventory in
+# playbooks/inventory/demo/, then print what is now enforced on the host.
+# The VMs are destroyed afterwards unless SECVIRT_DEMO_KEEP=1.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+export PATH=$root/.venv/bin:$PATH ANSIBLE_COLLECTIONS_PATH=$root/.cache/collections
+export ANSIBLE_CONFIG=$root/ansible.cfg
+state=$root/.cache/demo
+stage=tests/harness/stage.sh
+export SECVIRT_TIMINGS=$root/.cache/demo-timings.tsv
+: >"$SECVIRT_TIMINGS"
+
+down() {
+  if [ "${SECVIRT_DEMO_KEEP:-0}" = 1 ]; then
+    echo "VMs kept: ssh with 'python3 tests/harness/vm.py ssh --state $state kvmhost';"
+    echo "stop them with 'python3 tests/harness/vm.py down --state $state'."
+  else
+    python3 tests/harness/vm.py down --state "$state" >/dev/null
+  fi
+}
+trap down EXIT
+
+"$stage" boot python3 tests/harness/vm.py up --state "$state" \
+  --platforms '[{"name": "kvmhost", "memory_mb": 2048, "cpus": 2}, {"name": "station", "memory_mb": 768, "cpus": 1}]' \
+  >"$state.instances.json"
+python3 - "$state.instances.json" >"$state.hosts.yml" <<'PY'
+import json, sys
+inst = {i["instance"]: i for i in json.load(open(sys.argv[1]))}
+def host(name):
+    i = inst[name]
+    return {"ansible_host": i["address"], "ansible_port": i["port"], "ansible_user": i["user"],
+            "ansible_ssh_private_key_file": i["identity_file"],
+            "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no"}
+print(json.dumps({"kvm_hosts": {"hosts": {"kvmhost": host("kvmhost")}},
+                  "management_stations": {"hosts": {"station": host("station")}}}))
+PY
+"$stage" site.yml ansible-playbook -i "$state.hosts.yml" -i playbooks/inventory/demo playbooks/site.yml
+"$stage" summary ansible-playbook -i "$state.hosts.yml" -i playbooks/inventory/demo playbooks/report.yml
+awk -F'\t' '{printf "  %-12s %-8s %dm%02ds\n", $1, $2, int($3/60), $3%60}' "$SECVIRT_TIMINGS"

@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Disposable Debian 12 VMs for the molecule scenarios (stdlib only).
+
+    vm.py up    --state DIR --platforms JSON   boot VMs, print molecule instance config
+    vm.py down  --state DIR                    stop them and delete every overlay
+    vm.py reap                                 kill any harness qemu/hub left on this machine
+    vm.py ssh   --state DIR NAME [CMD...]      shell into a VM (debugging)
+    vm.py image                                build or reuse the cached base image
+
+Every VM boots a throw-away qcow2 overlay on the cached raw base image (backing
+format given explicitly, so the base is never probed nor modified) and gets:
+
+* eth0: qemu user networking; SSH forwarded from 127.0.0.1:<free port>;
+* eth1: the "trunk" segment, a private L2 hub shared by the scenario's VMs and
+  left unconfigured for the roles (VLAN tests);
+* eth2: the "lab" segment, another hub, with a static address 10.254.0.(10+i)/24
+  and the name <instance>.secvirt.test in every VM's /etc/hosts, so that one VM
+  can reach another as real clients do (management station -> KVM host);
+* /dev/vdb: a blank spare data disk (LVM/LUKS tests).
+
+The facts a scenario needs about its lab network are in
+/etc/ansible/facts.d/secvirt_lab.fact on each VM (ansible_local.secvirt_lab).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.environ.get("SECVIRT_CACHE", os.path.expanduser("~/.cache/secvirt-kvm"))
+MARKER = "secvirt-harness"
+# With KVM, hide IA32_ARCH_CAPABILITIES: some hosts' KVM refuses to set that
+# MSR ("failed to set MSR 0x10a") and qemu aborts at vCPU start.
+KVM_CPU = "host,-arch-capabilities"          # appears in every qemu/hub command line we start
+LAB_NET = "10.254.0"
+DOMAIN = "secvirt.test"
+BOOT_TIMEOUT = int(os.environ.get("SECVIRT_BOOT_TIMEOUT", "420"))
+
+
+def die(msg, code=2):
+    print(f"vm.py: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def log(msg):
+    print(f"vm.py: {msg}", file=sys.stderr, flush=True)
+
+
+def need(*tools):
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        die(f"required tool(s) not installed: {', '.join(missing)} (run `make setup` as root)")
+
+
+def build_image():
+    need("debootstrap", "mkfs.ext4", "qemu-img", "ssh-keygen")
+    started = time.monotonic()
+    proc = subprocess.run([os.path.join(HERE, "build-image.sh")], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        die("building the base image failed (see the messages above)")
+    path = proc.stdout.strip().splitlines()[-1]
+    log(f"base image {path} ready in {time.monotonic() - started:.1f}s")
+    return path
+
+
+def free_port(wanted=0):
+    """A free TCP port on 127.0.0.1: `wanted` if given (error if taken), else any."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", int(wanted)))
+        except OSError as exc:
+            die(f"SSH port 127.0.0.1:{wanted} is already taken ({exc.strerror}); "
+                "choose another ssh_port or stop what uses it")
+        return s.getsockname()[1]
+
+
+def kvm_usable(image):
+    """Probe once per image whether -accel kvm really runs a vCPU here.
+
+    On some hosts /dev/kvm opens but vCPU setup fails ("failed to set MSR
+    0x10a"); then we use TCG. The answer is cached beside the image.
+    """
+    forced = os.environ.get("SECVIRT_ACCEL", "auto")
+    if forced in ("kvm", "tcg"):
+        return forced == "kvm"
+    probe = os.path.join(image, ".accel")
+    if os.path.exists(probe):
+        with open(probe) as fh:
+            return fh.read().strip() == "kvm"
+    ok = False
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        # Success means the guest kernel really ran (printed its banner),
+        # not merely that qemu did not exit.
+        proc = subprocess.Popen(
+            ["qemu-system-x86_64", "-accel", "kvm", "-cpu", KVM_CPU, "-m", "256", "-nodefaults",
+             "-display", "none", "-serial", "stdio", "-no-reboot",
+             "-kernel", os.path.join(image, "vmlinuz"), "-append", "console=ttyS0 panic=-1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        os.set_blocking(proc.stdout.fileno(), False)
+        seen = b""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen += proc.stdout.read() or b""
+            if b"Linux version" in seen:
+                ok = True
+                break
+            time.sleep(0.2)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    with open(probe, "w") as fh:
+        fh.write("kvm" if ok else "tcg")
+    return ok
+
+
+def ssh_base(identity, port):
+    return ["ssh", "-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5",
+            "-o", "LogLevel=ERROR", "-i", identity, "-p", str(port), "root@127.0.0.1"]
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def read_pid(path, wait=10.0):
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as fh:
+                return int(fh.read().strip())
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.1)
+    return None
+
+
+def start_hub(state, segment):
+    sock = os.path.join(state, f"{segment}.sock")
+    log_path = os.path.join(state, f"hub-{segment}.log")
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "hub.py"), sock],
+                                stdout=out, stderr=out, start_new_session=True,
+                                env=dict(os.environ, SECVIRT_MARKER=MARKER))
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            die(f"the {segment} hub did not start (see {log_path})")
+        time.sleep(0.05)
+    return proc.pid, sock
+
+
+def tail(path, lines=40):
+    try:
+        with open(path, errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:])
+    except FileNotFoundError:
+        return "(no console output)"
+
+
+def lab_script(name, index, hosts):
+    host_lines = "\n".join(f"{LAB_NET}.{10 + i} {h}.{DOMAIN} {h}" for i, h in enumerate(hosts))
+    fact = json.dumps({"ip": f"{LAB_NET}.{10 + index}", "fqdn": f"{name}.{DOMAIN}",
+                       "hostname": name, "domain": DOMAIN, "prefix": 24,
+                       "lab_interface": "eth2", "trunk_interface": "eth1",
+                       "management_interface": "eth0", "data_disk": "/dev/vdb",
+                       "peers": {h: f"{LAB_NET}.{10 + i}" for i, h in enumerate(hosts)}})
+    return f"""set -e
+hostnamectl set-hostname {name} 2>/dev/null || echo {name} >/etc/hostname
+hostname {name}
+cat >/etc/hosts <<'EOF'
+127.0.0.1 localhost
+{host_lines}
+EOF
+mkdir -p /etc/network/interfaces.d /etc/ansible/facts.d
+cat >/etc/network/interfaces.d/secvirt-lab <<'EOF'
+# Test harness lab network (eth2); eth1 is left to the roles as a trunk.
+auto eth2
+iface eth2 inet static
+    address {LAB_NET}.{10 + index}/24
+EOF
+ifup eth2 >/dev/null 2>&1 || true
+cat >/etc/ansible/facts.d/secvirt_lab.fact <<'EOF'
+{fact}
+EOF
+"""
+
+
+def cmd_image(_args):
+    print(build_image())
+
+
+def cmd_up(args):
+    need("qemu-system-x86_64", "qemu-img", "ssh")
+    try:
+        boot(args)
+    except BaseException:
+        # Never leave a half-started scenario behind: stop whatever did
+        # start and delete the overlays, then report the original failure.
+        if os.path.exists(os.path.join(args.state, "vms.json")):
+            log("boot failed: stopping the VMs that did start")
+            with open(os.devnull, "w") as null:
+                saved, sys.stdout = sys.stdout, null
+                try:
+                    cmd_down(args)
+                finally:
+                    sys.stdout = saved
+        raise
+
+
+def boot(args):
+    platforms = json.loads(args.platforms)
+    if not platforms:
+        die("no platforms given")
+    names = [p["name"] for p in platforms]
+    if len(set(names)) != len(names):
+        die(f"platform names must be unique: {names}")
+    image = build_image()
+    os.makedirs(args.state, exist_ok=True)
+    if os.path.exists(os.path.join(args.state, "vms.json")):
+        log("stale VMs found in the state directory: destroying them first")
+        cmd_down(args)
+        os.makedirs(args.state, exist_ok=True)
+    identity = os.path.join(args.state, "id_ed25519")
+    shutil.copy(os.path.join(image, "id_ed25519"), identity)
+    os.chmod(identity, 0o600)
+    accel = "kvm" if kvm_usable(image) else "tcg,thread=multi"
+    cpu = KVM_CPU if accel == "kvm" else "max"
+    log(f"accelerator: {accel}")
+
+    record = {"image": image, "hubs": [], "vms": []}
+    for segment in ("trunk", "lab"):
+        pid, sock = start_hub(args.state, segment)
+        record["hubs"].append({"segment": segment, "pid": pid, "socket": sock})
+    socks = {h["segment"]: h["socket"] for h in record["hubs"]}
+
+    def save():
+        with open(os.path.join(args.state, "vms.json"), "w") as fh:
+            json.dump(record, fh, indent=2)
+    save()
+
+    started = {}
+    for i, plat in enumerate(platforms):
+        name = plat["name"]
+        overlay = os.path.join(args.state, f"{name}.qcow2")
+        data = os.path.join(args.state, f"{name}-data.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                        os.path.join(image, "disk.raw"), overlay], check=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", data,
+                        f"{plat.get('data_disk_gb', 4)}G"], check=True)
+        port = free_port(plat.get("ssh_port", 0))
+        console = os.path.join(args.state, f"{name}-console.log")
+        pidfile = os.path.join(args.state, f"{name}.pid")
+        mac = f"{i + 1:02x}"
+        qemu = [
+            "qemu-system-x86_64", "-name", f"{MARKER}-{name}",
+            "-accel", accel, "-cpu", cpu,
+            "-m", str(plat.get("memory_mb", 2048)), "-smp", str(plat.get("cpus", 2)),
+            "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
+            "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0",
+            # Fixed PCI slots: the kernel names disks and NICs in slot order,
+            # so the root disk is always vda, the data disk vdb, eth0..eth2.
+            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+            "-device", "virtio-blk-pci,drive=root,serial=secvirt-root,addr=0x4",
+            "-drive", f"file={data},if=none,id=data,format=qcow2,cache=unsafe",
+            "-device", "virtio-blk-pci,drive=data,serial=secvirt-data,addr=0x5",
+            "-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-device", f"virtio-net-pci,netdev=mgmt,mac=52:54:00:00:00:{mac},addr=0x6",
+            "-netdev", f"stream,id=trunk,server=off,addr.type=unix,addr.path={socks['trunk']}",
+            "-device", f"virtio-net-pci,netdev=trunk,mac=52:54:00:01:00:{mac},addr=0x7",
+            "-netdev", f"stream,id=lab,server=off,addr.type=unix,addr.path={socks['lab']}",
+            "-device", f"virtio-net-pci,netdev=lab,mac=52:54:00:02:00:{mac},addr=0x8",
+            "-object", "rng-random,filename=/dev/urandom,id=rng0",
+            "-device", "virtio-rng-pci,rng=rng0,addr=0x9",
+            "-nodefaults", "-display", "none", "-serial", f"file:{console}",
+            "-daemonize", "-pidfile", pidfile,
+        ]
+        proc = subprocess.run(qemu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            if "host forwarding" in proc.stdout or "Address already in use" in proc.stdout:
+                die(f"{name}: SSH port 127.0.0.1:{port} is already taken: {proc.stdout.strip()}")
+            die(f"{name}: qemu failed to start: {proc.stdout.strip()}")
+        pid = read_pid(pidfile)
+        vm = {"name": name, "pid": pid, "port": port, "overlay": overlay, "data": data,
+              "console": console, "index": i, "ip": f"{LAB_NET}.{10 + i}"}
+        record["vms"].append(vm)
+        save()
+        started[name] = time.monotonic()
+
+    for vm in record["vms"]:
+        deadline = started[vm["name"]] + BOOT_TIMEOUT
+        while True:
+            if not alive(vm["pid"]):
+                die(f"{vm['name']}: qemu exited during boot; console:\n{tail(vm['console'])}")
+            probe = subprocess.run(ssh_base(identity, vm["port"]) + ["true"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if probe.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                die(f"{vm['name']}: no SSH after {BOOT_TIMEOUT}s; console:\n{tail(vm['console'])}")
+            time.sleep(2)
+        log(f"{vm['name']}: SSH up {time.monotonic() - started[vm['name']]:.1f}s after start "
+            f"(127.0.0.1:{vm['port']})")
+        script = lab_script(vm["name"], vm["index"], names)
+        subprocess.run(ssh_base(identity, vm["port"]) + ["sh", "-s"], input=script, text=True,
+                       check=True)
+
+    instances = [{"instance": vm["name"], "address": "127.0.0.1", "user": "root",
+                  "port": vm["port"], "identity_file": identity,
+                  "become_method": "sudo"} for vm in record["vms"]]
+    print(json.dumps(instances))
+
+
+def kill(pid, what):
+    if not pid or not alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(50):
+        if not alive(pid):
+            return
+        time.sleep(0.1)
+    log(f"{what} ({pid}) ignored SIGTERM; killing it")
+    os.kill(pid, signal.SIGKILL)
+
+
+def cmd_down(args):
+    path = os.path.join(args.state, "vms.json")
+    if os.path.exists(path):
+        with open(path) as fh:
+            record = json.load(fh)
+        for vm in record.get("vms", []):
+            kill(vm.get("pid"), f"qemu {vm['name']}")
+        for hub in record.get("hubs", []):
+            kill(hub.get("pid"), f"hub {hub['segment']}")
+    if os.path.isdir(args.state):
+        shutil.rmtree(args.state)
+    print("[]")
+
+
+def harness_processes():
+    """(pid, cmdline) of every qemu or hub this harness started, by marker."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue
+        text = b" ".join(argv).decode(errors="replace")
+        if f"-name {MARKER}-" in text or (b"SECVIRT_MARKER=" + MARKER.encode()) in env:
+            found.append((int(entry), text))
+    return found
+
+
+def cmd_reap(_args):
+    procs = harness_processes()
+    for pid, text in procs:
+        log(f"reaping leftover {text[:100]}")
+        kill(pid, "leftover")
+    print(len(procs))
+
+
+def cmd_ssh(args):
+    with open(os.path.join(args.state, "vms.json")) as fh:
+        record = json.load(fh)
+    vm = next((v for v in record["vms"] if v["name"] == args.name), None)
+    if vm is None:
+        die(f"no VM named {args.name}")
+    ssh = ssh_base(os.path.join(args.state, "id_ed25519"), vm["port"])
+    os.execvp("ssh", ssh + args.command)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("up")
+    p.add_argument("--state", required=True)
+    p.add_argument("--platforms", required=True, help="JSON list of {name, memory_mb, cpus, data_disk_gb, ssh_port}")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down")
+    p.add_argument("--state", required=True)
+    p.set_defaults(func=cmd_down)
+    p = sub.add_parser("reap")
+    p.set_defaults(func=cmd_reap)
+    p = sub.add_parser("image")
+    p.set_defaults(func=cmd_image)
+    p = sub.add_parser("ssh")
+    p.add_argument("--state", required=True)
+    p.add_argument("name")
+    p.add_argument("command", nargs="*")
+    p.set_defaults(func=cmd_ssh)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Pure-logic checks of the VM harness (no VM is booted here)."""
+import importlib.util
+import json
+import os
+import socket
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPEC = importlib.util.spec_from_file_location(
+    "secvirt_vm", os.path.join(HERE, "..", "..", "harness", "vm.py"))
+vm = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(vm)
+
+
+def test_missing_tool_fails_with_the_fix(capsys, monkeypatch):
+    monkeypatch.setattr(vm.shutil, "which", lambda tool: None if tool == "qemu-img" else "/usr/bin/x")
+    with pytest.raises(SystemExit) as exc:
+        vm.need("qemu-system-x86_64", "qemu-img")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "qemu-img" in err and "qemu-system-x86_64" not in err and "make setup" in err
+
+
+def test_taken_port_fails_clearly(capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit):
+            vm.free_port(port)
+    assert f"127.0.0.1:{port} is already taken" in capsys.readouterr().err
+
+
+def test_free_port_is_bindable():
+    port = vm.free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_lab_script_gives_every_vm_every_name():
+    script = vm.lab_script("station", 1, ["kvmhost", "station"])
+    assert "10.254.0.10 kvmhost.secvirt.test kvmhost" in script
+    assert "address 10.254.0.11/24" in script
+    fact = json.loads(script.split("secvirt_lab.fact <<'EOF'\n")[1].split("\nEOF")[0])
+    assert fact["peers"] == {"kvmhost": "10.254.0.10", "station": "10.254.0.11"}
+    assert fact["trunk_interface"] == "eth1" and fact["data_disk"] == "/dev/vdb"
+
+
+def test_up_rejects_duplicate_names(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vm, "need", lambda *a: None)
+    args = type("A", (), {"state": str(tmp_path / "s"),
+                          "platforms": json.dumps([{"name": "a"}, {"name": "a"}])})
+    with pytest.raises(SystemExit):
+        vm.cmd_up(args)
+    assert "unique" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_down_is_safe_on_a_missing_state(tmp_path, capsys):
+    args = type("A", (), {"state": str(tmp_path / "never-created")})
+    vm.cmd_down(args)
+    assert capsys.readouterr().out.strip() == "[]"
