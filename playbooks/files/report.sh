@@ -1,4 +1,3 @@
-#!/bin/bash
 # Prints what is enforced on this KVM host, as measured on the host itself.
 set -u
 say() { printf '%-22s %s\n' "$1" "$2"; }
