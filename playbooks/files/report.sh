@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Prints what is enforced on this KVM host, as measured on the host itself.
 set -u
 say() { printf '%-22s %s\n' "$1" "$2"; }

@@ -2,7 +2,7 @@
 # The whole test suite (what `make test` and .ci/run run): lint, sanity, unit
 # tests, then every molecule scenario on real VMs. Prints per-stage timings.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 export SECVIRT_TIMINGS=$PWD/.cache/timings.tsv
 mkdir -p .cache && : >"$SECVIRT_TIMINGS"
 stage=tests/harness/stage.sh

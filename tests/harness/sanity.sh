@@ -22,7 +22,7 @@ cd "$work/c/ansible_collections/secvirt/kvm"
 pip_version=$(grep -hoP "pip='\K[0-9.]+" "$root"/.venv/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -1)
 pip_version=${pip_version:-24.2}
 mkdir -p ~/.ansible/test/cache
-cp "$root/tests/harness/files/get_pip_shim.py" ~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+cp "$root/tests/harness/files/get_pip_shim.py" ~/.ansible/test/cache/"get_pip_${pip_version//./_}.py"
 # ansible-test wants a git repository or a plain tree; the installed tree is plain.
 LC_ALL=C.UTF-8 ansible-test sanity --python "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
   --venv --color no --skip-test pslint --skip-test changelog "$@"
