@@ -23,6 +23,14 @@ down() {
 }
 trap down EXIT
 
+# Throw-away secrets for this demo only, kept in the environment (never on
+# disk); a real inventory takes them from Ansible Vault.
+SECVIRT_DEMO_CA_PASSPHRASE=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+SECVIRT_DEMO_LUKS_PASSPHRASE=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+export SECVIRT_DEMO_CA_PASSPHRASE SECVIRT_DEMO_LUKS_PASSPHRASE
+export SECVIRT_DEMO_CA_DIR=$state-ca   # the CA key in it is encrypted
+rm -rf "$SECVIRT_DEMO_CA_DIR"
+
 "$stage" boot python3 tests/harness/vm.py up --state "$state" \
   --platforms '[{"name": "kvmhost", "memory_mb": 2048, "cpus": 2}, {"name": "station", "memory_mb": 768, "cpus": 1}]' \
   >"$state.instances.json"

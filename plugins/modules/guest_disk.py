@@ -1,0 +1,191 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: secvirt.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: guest_disk
+short_description: Point a shut-off guest's disk at a block device (e.g. an opened LUKS volume)
+version_added: 0.1.0
+description:
+  - Reads a defined libvirt guest's disk by its target name (C(vda), C(sda)) and, with
+    O(state=present), changes it to C(type='block') with C(<source dev='...'/>) and driver type
+    C(raw), as the "migrating existing guests to encrypted storage" procedure does by hand with
+    C(virsh edit). Bus, cache, serial, boot order and address are kept; a C(<backingStore>) is dropped.
+  - Refuses to change a guest that is not shut off. The persistent definition is changed, never a
+    running guest.
+  - With O(state=query) only reports the disk and the guest's state (runs in check mode too).
+author:
+  - secvirt.kvm contributors (@secvirt)
+options:
+  domain:
+    description:
+      - Name of the defined guest.
+    type: str
+    required: true
+  target:
+    description:
+      - Target device name of the disk inside the guest definition (C(<target dev='vda'/>)).
+    type: str
+    required: true
+  dev:
+    description:
+      - Block device the disk must use, e.g. C(/dev/mapper/guest01). Required with O(state=present).
+    type: path
+  state:
+    description:
+      - V(present) makes the disk a raw block disk on O(dev); V(query) changes nothing.
+    type: str
+    choices: [present, query]
+    default: present
+extends_documentation_fragment:
+  - secvirt.kvm.libvirt
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+    support: full
+seealso:
+  - module: secvirt.kvm.luks_volume
+  - module: secvirt.kvm.image_check
+'''
+
+EXAMPLES = r'''
+- name: Find where guest01's first disk lives
+  secvirt.kvm.guest_disk:
+    domain: guest01
+    target: vda
+    state: query
+  register: guest01_vda
+
+- name: Run guest01 from its encrypted volume
+  secvirt.kvm.guest_disk:
+    domain: guest01
+    target: vda
+    dev: /dev/mapper/guest01
+'''
+
+RETURN = r'''
+disk:
+  description: The disk as it was before the task.
+  returned: always
+  type: dict
+  contains:
+    type:
+      description: Disk type (C(file), C(block), C(network), C(volume)).
+      type: str
+      sample: file
+    source:
+      description: Path (file or dev) of the disk's source.
+      type: str
+      sample: /var/lib/libvirt/images/guest01.img
+    format:
+      description: Driver type (C(raw), C(qcow2)).
+      type: str
+      sample: raw
+    device:
+      description: C(disk), C(cdrom), C(lun) or C(floppy).
+      type: str
+      sample: disk
+    readonly:
+      description: Whether the disk is read-only.
+      type: bool
+      sample: false
+    backing_store:
+      description: Whether libvirt records a backing chain for the disk.
+      type: bool
+      sample: false
+    target:
+      description: Target device name.
+      type: str
+      sample: vda
+domain_state:
+  description: State of the guest (C(running), C(shut off), C(paused), ...).
+  returned: always
+  type: str
+  sample: shut off
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import (
+    DiskError,
+    disk_facts,
+    switch_to_block,
+)
+
+LIBVIRT_IMPORT_ERROR = None
+try:
+    import libvirt
+except ImportError:
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+    libvirt = None
+
+STATE_NAMES = {0: 'no state', 1: 'running', 2: 'blocked', 3: 'paused', 4: 'shutting down',
+               5: 'shut off', 6: 'crashed', 7: 'suspended'}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            domain=dict(type='str', required=True),
+            target=dict(type='str', required=True),
+            dev=dict(type='path'),
+            state=dict(type='str', default='present', choices=['present', 'query']),
+            uri=dict(type='str', default='qemu:///system'),
+        ),
+        required_if=[('state', 'present', ['dev'])],
+        supports_check_mode=True,
+    )
+    if libvirt is None:
+        module.fail_json(msg=missing_required_lib('libvirt-python (python3-libvirt)'), exception=LIBVIRT_IMPORT_ERROR)
+    p = module.params
+    writing = p['state'] == 'present' and not module.check_mode
+    try:
+        conn = libvirt.open(p['uri']) if writing else libvirt.openReadOnly(p['uri'])
+    except libvirt.libvirtError as exc:
+        module.fail_json(msg='cannot connect to libvirt at %s: %s' % (p['uri'], exc))
+    try:
+        try:
+            dom = conn.lookupByName(p['domain'])
+        except libvirt.libvirtError as exc:
+            module.fail_json(msg='no guest named %s: %s' % (p['domain'], exc))
+        state = STATE_NAMES.get(dom.state()[0], 'unknown')
+        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        try:
+            facts = disk_facts(xml, p['target'])
+        except DiskError as exc:
+            module.fail_json(msg=str(exc), domain_state=state)
+        result = dict(changed=False, disk=facts, domain_state=state)
+        if p['state'] == 'query':
+            module.exit_json(**result)
+        try:
+            new_xml, changed = switch_to_block(xml, p['target'], p['dev'])
+        except DiskError as exc:
+            module.fail_json(msg=str(exc), **result)
+        if changed and state != 'shut off':
+            module.fail_json(msg='refusing to move disk %s of guest %s to %s: the guest is %s; shut it down first'
+                             % (p['target'], p['domain'], p['dev'], state), **result)
+        if changed and not module.check_mode:
+            conn.defineXML(new_xml)
+            new_xml = conn.lookupByName(p['domain']).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        result['changed'] = changed
+        if module._diff:
+            result['diff'] = dict(before=xml, after=new_xml)
+        module.exit_json(**result)
+    except libvirt.libvirtError as exc:
+        module.fail_json(msg='libvirt refused: %s' % exc)
+    finally:
+        conn.close()
+
+
+if __name__ == '__main__':
+    main()

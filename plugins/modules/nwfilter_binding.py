@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: secvirt.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: nwfilter_binding
+short_description: Attach a libvirt network filter to a guest interface
+version_added: 0.1.0
+description:
+  - Sets the C(<filterref>) of one interface of a guest, selected by MAC address or target device
+    (C(vnetN)), with its parameters (for example C(IP), C(CTRL_IP_LEARNING), C(DHCPSERVER)).
+  - Changes the persistent definition and, for a running guest, the live interface, so that libvirt
+    instantiates the filter's ebtables/iptables rules at once. When libvirt cannot change a running
+    interface the module says so (RV(restart_required)) instead of failing.
+  - V(state=absent) removes the filter from the interface.
+extends_documentation_fragment:
+  - secvirt.kvm.libvirt
+author:
+  - secvirt.kvm contributors (@secvirt)
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+    support: full
+options:
+  domain:
+    description: Name of the guest.
+    type: str
+    required: true
+  mac:
+    description: MAC address of the interface.
+    type: str
+  target_dev:
+    description:
+      - Host-side device of the interface (C(vnet0)). Looked up in the running guest first, so this
+        only works for a running guest unless the definition names its target device.
+    type: str
+  filter:
+    description: Name of the network filter to attach. Required with O(state=present).
+    type: str
+  parameters:
+    description:
+      - Filter parameters. A list value passes the parameter several times (for example several IP
+        addresses).
+    type: dict
+  state:
+    description: Whether the interface references the filter.
+    type: str
+    choices: [present, absent]
+    default: present
+  live:
+    description:
+      - Also change a running guest. With V(false) only the persistent definition changes and
+        RV(restart_required) tells whether a restart is needed.
+    type: bool
+    default: true
+notes:
+  - The filter must already be defined (M(secvirt.kvm.nwfilter)).
+  - libvirt applies filters to interfaces of type network, bridge and ethernet only.
+seealso:
+  - module: secvirt.kvm.nwfilter
+'''
+
+EXAMPLES = r'''
+- name: Stop web01 spoofing MAC, IP and ARP on its first NIC
+  secvirt.kvm.nwfilter_binding:
+    domain: web01
+    mac: "52:54:00:5b:1a:cd"
+    filter: clean-traffic
+    parameters:
+      IP: 192.168.122.50
+      CTRL_IP_LEARNING: none
+
+- name: Remove the filter from the interface attached as vnet3
+  secvirt.kvm.nwfilter_binding:
+    domain: web01
+    target_dev: vnet3
+    state: absent
+'''
+
+RETURN = r'''
+mac:
+  description: MAC address of the interface.
+  returned: always
+  type: str
+  sample: "52:54:00:5b:1a:cd"
+target_dev:
+  description: Host-side device of the interface of the running guest.
+  returned: when the guest runs and O(live=true)
+  type: str
+  sample: vnet0
+filterref:
+  description: The C(<filterref>) element now wanted on the interface (empty when absent).
+  returned: always
+  type: str
+config_changed:
+  description: Whether the persistent definition changed (or would change).
+  returned: always
+  type: bool
+live_changed:
+  description: Whether the running guest's interface changed (or would change).
+  returned: always
+  type: bool
+restart_required:
+  description: The running guest still runs with the old filter; restart it to apply the new one.
+  returned: always
+  type: bool
+bindings:
+  description: libvirt's filter bindings for the interface's port device after the change.
+  returned: when the guest runs (not in check mode)
+  type: list
+  elements: dict
+  sample: [{portdev: vnet0, filter: clean-traffic}]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
+    LibvirtModuleError, error_message, open_connection, require_libvirt,
+)
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_nwfilter import run_binding
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XMLValidationError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            uri=dict(type='str', default='qemu:///system'),
+            domain=dict(type='str', required=True),
+            mac=dict(type='str'),
+            target_dev=dict(type='str'),
+            filter=dict(type='str'),
+            parameters=dict(type='dict'),
+            state=dict(type='str', default='present', choices=['present', 'absent']),
+            live=dict(type='bool', default=True),
+        ),
+        required_one_of=[('mac', 'target_dev')],
+        mutually_exclusive=[('mac', 'target_dev')],
+        required_if=[('state', 'present', ('filter',))],
+        supports_check_mode=True,
+    )
+    require_libvirt(module)
+    try:
+        conn = open_connection(module.params['uri'], readonly=module.check_mode)
+        result = run_binding(conn, module.params, check_mode=module.check_mode)
+    except LibvirtModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    except XMLValidationError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # libvirt.libvirtError and friends
+        module.fail_json(msg='libvirt error: %s' % error_message(exc))
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
+    diff = result.pop('diff', None)
+    if module._diff and diff is not None:
+        result['diff'] = diff
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,196 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: secvirt.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: sasl_user
+short_description: Manage the users of libvirt's SASL database (sasldb) in one call
+version_added: 0.1.0
+description:
+  - Creates, updates and removes users of a Cyrus SASL sasldb (by default
+    libvirt's C(/etc/libvirt/passwd.db)) with C(saslpasswd2).
+  - Passwords go to C(saslpasswd2 -p) on stdin, never on the command line, and
+    C(-n) keeps the cleartext C(userPassword) property out of the database;
+    only the salted mechanism secrets (for example SCRAM-SHA-256) are stored.
+    Users found with a cleartext C(userPassword) property are re-created without it.
+  - Set C(mech_list) in C(/etc/sasl2/<appname>.conf) B(before) adding users,
+    because C(saslpasswd2) computes the secrets of the mechanisms listed there.
+  - A stored SCRAM secret cannot be compared with a password without
+    re-implementing the mechanism, so password changes follow O(update_password).
+options:
+  users:
+    description: Users to manage.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: SASL user name (without realm).
+        type: str
+        required: true
+      password:
+        description: Password; required when O(users[].state=present).
+        type: str
+      state:
+        description: Whether the user exists.
+        type: str
+        choices: [present, absent]
+        default: present
+  exclusive:
+    description: Remove users of the database (in O(realm), or any realm when O(realm) is unset) that are not in O(users).
+    type: bool
+    default: false
+  update_password:
+    description:
+      - V(on_create) sets the password only when the user is created (idempotent).
+      - V(always) sets it on every run and always reports a change; use it for
+        a rotation run.
+    type: str
+    choices: [on_create, always]
+    default: on_create
+  path:
+    description: The sasldb file.
+    type: path
+    default: /etc/libvirt/passwd.db
+  appname:
+    description: SASL application name (C(-a)); libvirt requires C(libvirt).
+    type: str
+    default: libvirt
+  realm:
+    description:
+      - SASL realm (C(-u)). Unset means the tool's default (the host's FQDN),
+        which is also what libvirtd uses.
+    type: str
+  store_plaintext:
+    description:
+      - Also store the cleartext C(userPassword) property (C(saslpasswd2) without C(-n)).
+      - Cyrus SASL 2.1.28 (Debian 12) SCRAM does not keep a verifier of its own in
+        sasldb and authenticates from C(userPassword); with V(false) such users get
+        no credential at all and the module fails rather than leave an account that
+        cannot log in. V(true) keeps the password in cleartext in the database file
+        (mode O(mode), root only); prefer GSSAPI where that is not acceptable.
+    type: bool
+    default: false
+  mode:
+    description: Mode enforced on the database file (it holds password verifiers).
+    type: str
+    default: '0600'
+attributes:
+  check_mode:
+    description: Reports what would change without changing anything.
+    support: full
+  diff_mode:
+    description: Shows the file (or user list) before and after.
+    support: full
+requirements:
+  - C(saslpasswd2) and C(sasldblistusers2) (Debian package C(sasl2-bin)) on the managed host
+author:
+  - secvirt.kvm contributors (@secvirt)
+'''
+
+EXAMPLES = r'''
+- name: Allow exactly these SASL users to manage libvirt
+  secvirt.kvm.sasl_user:
+    users:
+      - name: admin
+        password: "{{ vault_libvirt_admin_password }}"
+      - name: olduser
+        state: absent
+    exclusive: true
+  no_log: true
+'''
+
+RETURN = r'''
+users:
+  description: Users (C(user@realm)) in the database after the run.
+  returned: always
+  type: list
+  elements: str
+  sample: [admin@kvmhost.example.org]
+actions:
+  description: What was (or in check mode would be) done, without passwords.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create admin", "delete olduser@kvmhost.example.org"]
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.secvirt.kvm.plugins.module_utils import sasl
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            users=dict(type='list', elements='dict', default=[], options=dict(
+                name=dict(type='str', required=True),
+                password=dict(type='str', no_log=True),
+                state=dict(type='str', choices=['present', 'absent'], default='present'),
+            )),
+            exclusive=dict(type='bool', default=False),
+            update_password=dict(type='str', choices=['on_create', 'always'], default='on_create', no_log=False),
+            path=dict(type='path', default='/etc/libvirt/passwd.db'),
+            appname=dict(type='str', default='libvirt'),
+            realm=dict(type='str'),
+            mode=dict(type='str', default='0600'),
+            store_plaintext=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    saslpasswd = module.get_bin_path('saslpasswd2', required=True)
+    listusers = module.get_bin_path('sasldblistusers2', required=True)
+
+    def run(argv, data=None):
+        # binary_data: no newline appended, so it cannot become part of the password
+        return module.run_command(argv, data=data, binary_data=True)
+
+    db = sasl.SaslDb(run, p['path'], appname=p['appname'], realm=p['realm'],
+                     saslpasswd=saslpasswd, listusers=listusers, exists=os.path.exists(p['path']),
+                     store_plaintext=p['store_plaintext'])
+    try:
+        current = db.list()
+        actions = sasl.plan(current, p['users'], p['exclusive'], p['update_password'], p['realm'],
+                            p['store_plaintext'])
+    except sasl.SaslError as exc:
+        module.fail_json(msg=str(exc))
+
+    def label(action):
+        return '%s %s' % (action[0], action[1] if action[2] is None else '%s@%s' % (action[1], action[2]))
+
+    before = sorted('%s@%s' % k for k in current)
+    result = dict(changed=bool(actions), actions=[label(a) for a in actions], users=before)
+    if actions and not module.check_mode:
+        try:
+            sasl.apply(db, actions, p['users'])
+            db.exists = True
+            after = db.list()
+            result['users'] = sorted('%s@%s' % k for k in after)
+        except sasl.SaslError as exc:
+            module.fail_json(msg=str(exc), **result)
+        lost = sasl.missing_secrets(after, actions, p['realm'])
+        if lost:
+            module.fail_json(msg='saslpasswd2 stored no credential for %s: the mechanisms in /etc/sasl2/%s.conf '
+                                 'keep no verifier of their own (Cyrus SASL 2.1.28 SCRAM authenticates from the '
+                                 'cleartext userPassword). Use GSSAPI, or accept store_plaintext=true.'
+                                 % (', '.join(lost), p['appname']), **result)
+    if os.path.exists(p['path']) and not module.check_mode:
+        file_args = module.load_file_common_arguments(dict(path=p['path'], mode=p['mode'], owner='root'))
+        result['changed'] = module.set_file_attributes_if_different(file_args, result['changed'])
+    if module._diff:
+        after = result['users'] if not module.check_mode else sorted(
+            set(before) - set(label(a)[7:] for a in actions if a[0] == 'delete')
+            | set(a[1] for a in actions if a[0] == 'create'))
+        result['diff'] = dict(before='\n'.join(before) + '\n', after='\n'.join(after) + '\n',
+                              before_header=p['path'], after_header=p['path'])
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,268 @@
+"""Unit tests for plugins/module_utils/libvirt_nwfilter.py against fake libvirt objects."""
+import pytest
+
+from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_common as lc
+from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_nwfilter as nf
+from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+
+from libvirt_fakes import FakeConn, FakeError
+
+CLEAN = "<filter name='clean-traffic' chain='root'><filterref filter='no-mac-spoofing'/></filter>"
+NOMAC = "<filter name='no-mac-spoofing' chain='mac'><rule action='drop' direction='out'><mac srcmacaddr='$MAC' " \
+        "match='no'/></rule></filter>"
+SEED_RULES = [
+    {'action': 'drop', 'direction': 'out', 'priority': 500, 'protocol': 'tcp',
+     'match': {'dstportstart': 25, 'dstportend': 25}},
+    {'action': 'drop', 'direction': 'in', 'priority': 500, 'protocol': 'tcp',
+     'match': {'dstportstart': 23, 'dstportend': 23}},
+]
+GUEST = """<domain type='qemu'><name>guest1</name><devices>
+  <interface type='network'><mac address='52:54:00:aa:bb:01'/><source network='default'/>%s</interface>
+  <interface type='network'><mac address='52:54:00:aa:bb:02'/><source network='default'/></interface>
+</devices></domain>"""
+LIVE = """<domain type='qemu' id='1'><name>guest1</name><devices>
+  <interface type='network'><mac address='52:54:00:aa:bb:01'/><source network='default' bridge='virbr0'/>
+    <target dev='vnet0'/>%s<alias name='net0'/></interface>
+  <interface type='network'><mac address='52:54:00:aa:bb:02'/><source network='default'/><target dev='vnet1'/>
+  </interface>
+</devices></domain>"""
+
+
+def seed_params(**kwargs):
+    params = {'name': 'mysecfilter', 'state': 'present', 'xml': None, 'chain': 'root', 'priority': None,
+              'rules': SEED_RULES, 'filterrefs': [{'filter': 'clean-traffic', 'parameters': None}], 'force': False}
+    params.update(kwargs)
+    return params
+
+
+@pytest.fixture
+def conn():
+    conn = FakeConn()
+    conn.add_filter(CLEAN)
+    conn.add_filter(NOMAC)
+    return conn
+
+
+def test_define_then_idempotent(conn):
+    result = nf.run_nwfilter(conn, seed_params())
+    assert result['changed'] is True
+    assert result['warnings'] == []
+    assert 'mysecfilter' in conn.filters
+    assert '<tcp dstportstart="25" dstportend="25"' in conn.defined[-1]
+    uuid = conn.filters['mysecfilter'].UUIDString()
+    again = nf.run_nwfilter(conn, seed_params())
+    assert again['changed'] is False
+    assert len(conn.defined) == 1
+    assert again['diff']['before'] == again['diff']['after']
+    # the same filter given as XML is the same filter
+    xml = "<filter name='mysecfilter'><rule action='drop' direction='out'><tcp dstportend='25' " \
+          "dstportstart='25'/></rule><rule action='drop' direction='in' priority='500'><tcp dstportstart='23' " \
+          "dstportend='23'/></rule><filterref filter='clean-traffic'/></filter>"
+    assert nf.run_nwfilter(conn, seed_params(xml=xml, rules=None, filterrefs=None, chain=None))['changed'] is False
+    assert conn.filters['mysecfilter'].UUIDString() == uuid
+
+
+def test_update_keeps_uuid_and_shows_diff(conn):
+    nf.run_nwfilter(conn, seed_params())
+    uuid = conn.filters['mysecfilter'].UUIDString()
+    rules = [dict(SEED_RULES[0], match={'dstportstart': 587, 'dstportend': 587})] + SEED_RULES[1:]
+    result = nf.run_nwfilter(conn, seed_params(rules=rules))
+    assert result['changed'] is True
+    assert conn.filters['mysecfilter'].UUIDString() == uuid
+    assert uuid in conn.defined[-1]
+    assert 'dstportstart="25"' in result['diff']['before'] and 'dstportstart="587"' in result['diff']['after']
+
+
+def test_check_mode_changes_nothing(conn):
+    result = nf.run_nwfilter(conn, seed_params(), check_mode=True)
+    assert result['changed'] is True
+    assert 'mysecfilter' not in conn.filters
+    assert result['diff']['before'] == '' and '<filter name="mysecfilter"' in result['diff']['after']
+
+
+def test_xml_name_handling(conn):
+    xml = "<filter><rule action='accept' direction='inout'/></filter>"
+    assert nf.run_nwfilter(conn, seed_params(name='x1', xml=xml, rules=None, filterrefs=None))['changed']
+    assert 'x1' in conn.filters
+    named = "<filter name='x2'/>"
+    result = nf.run_nwfilter(conn, {'name': None, 'xml': named, 'state': 'present'})
+    assert result['name'] == 'x2' and 'x2' in conn.filters
+    with pytest.raises(lc.LibvirtModuleError, match='does not match'):
+        nf.run_nwfilter(conn, {'name': 'x3', 'xml': named, 'state': 'present'})
+    with pytest.raises(lc.LibvirtModuleError, match='name .* is required'):
+        nf.run_nwfilter(conn, {'name': None, 'xml': None, 'state': 'present'})
+    with pytest.raises(lx.XMLValidationError, match='not valid'):
+        nf.run_nwfilter(conn, {'name': 'bad name', 'state': 'present'})
+
+
+def test_missing_and_self_references(conn):
+    result = nf.run_nwfilter(conn, seed_params(filterrefs=[{'filter': 'nonexistent', 'parameters': None}]))
+    assert 'undefined filter(s) nonexistent' in result['warnings'][0]
+    with pytest.raises(lc.LibvirtModuleError, match='must not reference itself'):
+        nf.run_nwfilter(conn, seed_params(filterrefs=[{'filter': 'mysecfilter', 'parameters': None}]))
+
+
+def test_libvirt_refusal_and_normalisation_warning(conn):
+    conn.define_error = FakeError('XML error: bad', 27)
+    with pytest.raises(lc.LibvirtModuleError, match='refused network filter mysecfilter: XML error'):
+        nf.run_nwfilter(conn, seed_params())
+    conn.define_error = None
+    original = conn.nwfilterDefineXML
+
+    def mangling_define(xml):
+        return original(xml.replace('dstportstart="25"', 'dstportstart="26"'))
+    conn.nwfilterDefineXML = mangling_define
+    result = nf.run_nwfilter(conn, seed_params())
+    assert 'stored filter mysecfilter differently' in result['warnings'][0]
+
+
+def test_absent_refuses_referenced_filter(conn):
+    with pytest.raises(lc.LibvirtModuleError, match=r'referenced by filter\(s\) \[clean-traffic\]') as err:
+        nf.run_nwfilter(conn, {'name': 'no-mac-spoofing', 'state': 'absent'})
+    assert err.value.details['referenced_by'] == {'filters': ['clean-traffic'], 'guests': []}
+    assert 'no-mac-spoofing' in conn.filters
+    # a guest referencing it only in its running definition counts too
+    conn.add_domain('guest1', GUEST % '', active=True,
+                    live_xml=LIVE % "<filterref filter='clean-traffic'/>")
+    with pytest.raises(lc.LibvirtModuleError, match=r'guest\(s\) \[guest1\]'):
+        nf.run_nwfilter(conn, {'name': 'clean-traffic', 'state': 'absent'})
+    result = nf.run_nwfilter(conn, {'name': 'clean-traffic', 'state': 'absent', 'force': True}, check_mode=True)
+    assert result['changed'] and 'clean-traffic' in conn.filters
+    conn.refuse_undefine = True
+    with pytest.raises(lc.LibvirtModuleError, match='refused to undefine network filter clean-traffic: nwfilter is'):
+        nf.run_nwfilter(conn, {'name': 'clean-traffic', 'state': 'absent', 'force': True})
+    conn.refuse_undefine = False
+    result = nf.run_nwfilter(conn, {'name': 'clean-traffic', 'state': 'absent', 'force': True})
+    assert result['changed'] and 'clean-traffic' not in conn.filters
+    assert result['diff']['after'] == '' and 'clean-traffic' in result['diff']['before']
+
+
+def test_absent_unreferenced_and_missing(conn):
+    conn.add_domain('guest1', GUEST % "<filterref filter='other'/>")
+    nf.run_nwfilter(conn, seed_params())
+    result = nf.run_nwfilter(conn, {'name': 'mysecfilter', 'state': 'absent'})
+    assert result['changed'] and result['referenced_by'] == {'filters': [], 'guests': []}
+    assert nf.run_nwfilter(conn, {'name': 'mysecfilter', 'state': 'absent'})['changed'] is False
+
+
+def test_list(conn):
+    conn.bindings = [('vnet0', 'clean-traffic')]
+    conn.add_domain('guest1', GUEST % "<filterref filter='clean-traffic'/>", active=True,
+                    live_xml=LIVE % "<filterref filter='clean-traffic'/>")
+    result = nf.list_nwfilters(conn)
+    assert [f['name'] for f in result['filters']] == ['clean-traffic', 'no-mac-spoofing']
+    assert result['filters'][1]['priority'] == -800
+    assert result['filters'][0]['referenced_by'] == {'filters': [], 'guests': ['guest1']}
+    assert result['filters'][1]['referenced_by'] == {'filters': ['clean-traffic'], 'guests': []}
+    assert "<filter name='no-mac-spoofing'" in result['filters'][1]['xml'] or \
+        '<filter name="no-mac-spoofing"' in result['filters'][1]['xml']
+    assert result['bindings'] == [{'portdev': 'vnet0', 'filter': 'clean-traffic'}]
+    assert result['changed'] is False
+    one = nf.list_nwfilters(conn, 'no-mac-spoofing')
+    assert [f['name'] for f in one['filters']] == ['no-mac-spoofing']
+    with pytest.raises(lc.LibvirtModuleError, match='nope is not defined'):
+        nf.list_nwfilters(conn, 'nope')
+
+
+# ---------------------------------------------------------------- bindings
+
+def binding_params(**kwargs):
+    params = {'domain': 'guest1', 'mac': '52:54:00:AA:BB:01', 'target_dev': None, 'filter': 'clean-traffic',
+              'parameters': {'IP': '192.168.122.50', 'CTRL_IP_LEARNING': 'none'}, 'state': 'present',
+              'live': True}
+    params.update(kwargs)
+    return params
+
+
+def test_binding_persistent_only_guest(conn):
+    dom = conn.add_domain('guest1', GUEST % '')
+    result = nf.run_binding(conn, binding_params())
+    assert result['changed'] and result['config_changed'] and not result['live_changed']
+    assert result['restart_required'] is False
+    assert [flags for _xml, flags in dom.updates] == [lc.AFFECT_CONFIG]
+    iface = lx.find_interface(lx.parse_xml(dom.inactive), mac='52:54:00:aa:bb:01')
+    wanted = {'CTRL_IP_LEARNING': ['none'], 'IP': ['192.168.122.50']}
+    assert lx.filterref_parameters(iface.find('filterref')) == wanted
+    again = nf.run_binding(conn, binding_params())
+    assert again['changed'] is False and len(dom.updates) == 1
+    assert 'bindings' not in again
+
+
+def test_binding_running_guest_live_and_config(conn):
+    conn.bindings = [('vnet0', 'clean-traffic'), ('vnet1', 'other')]
+    dom = conn.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    result = nf.run_binding(conn, binding_params(mac=None, target_dev='vnet0'))
+    assert result['mac'] == '52:54:00:aa:bb:01' and result['target_dev'] == 'vnet0'
+    assert result['config_changed'] and result['live_changed'] and not result['restart_required']
+    assert [flags for _xml, flags in dom.updates] == [lc.AFFECT_CONFIG, lc.AFFECT_LIVE]
+    assert '<alias name="net0"' in dom.updates[1][0]  # the live device is passed back whole
+    assert result['bindings'] == [{'portdev': 'vnet0', 'filter': 'clean-traffic'}]
+    assert '<!-- live -->' in result['diff']['after']
+    assert nf.run_binding(conn, binding_params())['changed'] is False
+
+
+def test_binding_check_mode(conn):
+    dom = conn.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    result = nf.run_binding(conn, binding_params(), check_mode=True)
+    assert result['changed'] and result['config_changed'] and result['live_changed']
+    assert dom.updates == [] and 'bindings' not in result
+
+
+def test_binding_live_unsupported_reports_restart(conn):
+    dom = conn.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    dom.update_error = FakeError('Operation not supported: cannot modify network device filter',
+                                 lc.ERR_OPERATION_UNSUPPORTED)
+    result = nf.run_binding(conn, binding_params())
+    assert result['config_changed'] and not result['live_changed'] and result['restart_required']
+    assert 'restart the guest' in result['warnings'][0]
+    dom.update_error = FakeError('internal error: boom', 1)
+    with pytest.raises(lc.LibvirtModuleError, match='refused to change the filter of the running guest'):
+        nf.run_binding(conn, binding_params(filter='no-mac-spoofing'))
+
+
+def test_binding_live_false_on_running_guest(conn):
+    dom = conn.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    result = nf.run_binding(conn, binding_params(live=False))
+    assert result['config_changed'] and result['restart_required'] and not result['live_changed']
+    assert [flags for _xml, flags in dom.updates] == [lc.AFFECT_CONFIG]
+
+
+def test_binding_absent(conn):
+    ref = "<filterref filter='clean-traffic'><parameter name='IP' value='10.0.0.1'/></filterref>"
+    dom = conn.add_domain('guest1', GUEST % ref, active=True, live_xml=LIVE % ref)
+    result = nf.run_binding(conn, binding_params(state='absent', filter=None))
+    assert result['config_changed'] and result['live_changed'] and result['filterref'] == ''
+    assert 'filterref' not in dom.inactive and 'filterref' not in dom.live
+    assert nf.run_binding(conn, binding_params(state='absent', filter=None))['changed'] is False
+
+
+def test_binding_errors(conn):
+    conn.add_domain('guest1', GUEST % '')
+    with pytest.raises(lc.LibvirtModuleError, match='one of mac or target_dev'):
+        nf.run_binding(conn, binding_params(mac=None))
+    with pytest.raises(lc.LibvirtModuleError, match='not defined; define it first'):
+        nf.run_binding(conn, binding_params(filter='nope'))
+    with pytest.raises(lc.LibvirtModuleError, match='filter is required'):
+        nf.run_binding(conn, binding_params(filter=None))
+    with pytest.raises(lc.LibvirtModuleError, match='no interface with MAC 52:54:00:00:00:01'):
+        nf.run_binding(conn, binding_params(mac='52:54:00:00:00:01'))
+    with pytest.raises(lc.LibvirtModuleError, match=r'target device vnet0 \(the guest is not running\)'):
+        nf.run_binding(conn, binding_params(mac=None, target_dev='vnet0'))
+    with pytest.raises(lc.LibvirtModuleError, match='guest nope is not defined'):
+        nf.run_binding(conn, binding_params(domain='nope'))
+    conn.domains['guest1'].updateDeviceFlags = _raise(FakeError('XML error', 27))
+    with pytest.raises(lc.LibvirtModuleError, match='refused to update interface 52:54:00:aa:bb:01'):
+        nf.run_binding(conn, binding_params())
+
+
+def test_binding_transient_guest_is_live_only(conn):
+    dom = conn.add_domain('guest1', None, active=True, persistent=False, live_xml=LIVE % '')
+    result = nf.run_binding(conn, binding_params())
+    assert not result['config_changed'] and result['live_changed']
+    assert [flags for _xml, flags in dom.updates] == [lc.AFFECT_LIVE]
+
+
+def _raise(exc):
+    def fail(*_args, **_kwargs):
+        raise exc
+    return fail

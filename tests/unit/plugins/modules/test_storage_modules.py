@@ -1,0 +1,296 @@
+"""libvirt_secret, guest_disk, image_check and luks_volume modules end to end
+against a fake libvirt and fake tools (the real ones run in molecule/storage)."""
+import json
+import os
+import shutil
+import subprocess
+import types
+import uuid as uuidlib
+import xml.etree.ElementTree as ET
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.secvirt.kvm.plugins.modules import guest_disk, image_check, libvirt_secret, luks_volume
+
+
+def run(module, args, capsys):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+class FakeError(Exception):
+    def __init__(self, msg, code=1):
+        super(FakeError, self).__init__(msg)
+        self.code = code
+
+    def get_error_code(self):
+        return self.code
+
+
+class FakeSecret(object):
+    def __init__(self, conn, xml):
+        self.conn = conn
+        root = ET.fromstring(xml)
+        if root.find('uuid') is None:
+            ET.SubElement(root, 'uuid').text = str(uuidlib.uuid4())
+        self.xml = ET.tostring(root, encoding='unicode')
+        self.values = []
+
+    def XMLDesc(self, flags):
+        return self.xml
+
+    def UUIDString(self):
+        return ET.fromstring(self.xml).findtext('uuid')
+
+    def usage(self):
+        root = ET.fromstring(self.xml)
+        usage = root.find('usage')
+        return usage.get('type'), list(usage)[0].text
+
+    def setValue(self, value, flags):
+        self.values.append(value)
+
+    def undefine(self):
+        self.conn.secrets.remove(self)
+
+
+class FakeConn(object):
+    def __init__(self, version=9000000):
+        self.secrets = []
+        self.version = version
+        self.domains = {}
+
+    def close(self):
+        pass
+
+    def getLibVersion(self):
+        return self.version
+
+    def secretLookupByUsage(self, usage_type, usage_id):
+        names = {1: 'volume', 2: 'ceph', 3: 'iscsi', 4: 'tls', 5: 'vtpm'}
+        for secret in self.secrets:
+            if secret.usage() == (names[usage_type], usage_id):
+                return secret
+        raise FakeError('no secret', FAKE.VIR_ERR_NO_SECRET)
+
+    def secretLookupByUUIDString(self, uuid):
+        for secret in self.secrets:
+            if secret.UUIDString() == uuid:
+                return secret
+        raise FakeError('no secret', FAKE.VIR_ERR_NO_SECRET)
+
+    def secretDefineXML(self, xml, flags):
+        new = FakeSecret(self, xml)
+        for secret in self.secrets:
+            if secret.UUIDString() == new.UUIDString():
+                secret.xml = new.xml
+                return secret
+        self.secrets.append(new)
+        return new
+
+    def lookupByName(self, name):
+        if name not in self.domains:
+            raise FakeError('Domain not found', 42)
+        return self.domains[name]
+
+    def defineXML(self, xml):
+        name = ET.fromstring(xml).findtext('name')
+        self.domains[name].xml = xml
+
+
+class FakeDomain(object):
+    def __init__(self, xml, state=5):
+        self.xml = xml
+        self._state = state
+
+    def state(self):
+        return [self._state, 0]
+
+    def XMLDesc(self, flags):
+        return self.xml
+
+
+FAKE = types.SimpleNamespace(
+    libvirtError=FakeError, VIR_ERR_NO_SECRET=66, VIR_DOMAIN_XML_INACTIVE=2,
+    VIR_SECRET_USAGE_TYPE_VOLUME=1, VIR_SECRET_USAGE_TYPE_CEPH=2, VIR_SECRET_USAGE_TYPE_ISCSI=3,
+    VIR_SECRET_USAGE_TYPE_TLS=4, VIR_SECRET_USAGE_TYPE_VTPM=5)
+
+
+@pytest.fixture
+def conn(monkeypatch):
+    connection = FakeConn()
+    fake = types.SimpleNamespace(**vars(FAKE))
+    fake.open = lambda uri: connection
+    fake.openReadOnly = lambda uri: connection
+    monkeypatch.setattr(libvirt_secret, 'libvirt', fake)
+    monkeypatch.setattr(guest_disk, 'libvirt', fake)
+    return connection
+
+
+SECRET = {'usage_id': '/var/lib/libvirt/images/g3.qcow2', 'value': 'Vault-Value-1', 'description': 'g3 disk'}
+
+
+# --- libvirt_secret ----------------------------------------------------------
+
+def test_secret_created_private_ephemeral_then_idempotent(conn, capsys):
+    res = run(libvirt_secret, dict(SECRET, _ansible_diff=True), capsys)
+    assert res['changed'] and res['value_set'] and res['reasons'] == ['the secret does not exist']
+    secret = conn.secrets[0]
+    assert "ephemeral=\"yes\"" in secret.xml and "private=\"yes\"" in secret.xml
+    assert secret.values == [b'Vault-Value-1']
+    assert 'Vault-Value-1' not in json.dumps(res)
+    assert res['uuid'] == secret.UUIDString() and res['diff']['before'] == ''
+    again = run(libvirt_secret, SECRET, capsys)
+    assert not again['changed'] and not again['value_set']
+    assert secret.values == [b'Vault-Value-1']
+
+
+def test_secret_check_mode_defines_nothing(conn, capsys):
+    res = run(libvirt_secret, dict(SECRET, _ansible_check_mode=True, _ansible_diff=True), capsys)
+    assert res['changed'] and conn.secrets == [] and 'g3 disk' in res['diff']['after']
+
+
+def test_secret_value_update_policies(conn, capsys):
+    run(libvirt_secret, SECRET, capsys)
+    secret = conn.secrets[0]
+    assert run(libvirt_secret, dict(SECRET, value='other'), capsys)['changed'] is False  # on_create
+    always = run(libvirt_secret, dict(SECRET, update_value='always'), capsys)
+    assert always['changed'] and secret.values[-1] == b'Vault-Value-1'
+    fp_args = dict(SECRET, update_value='on_change', fingerprint_key='fp-key')
+    first = run(libvirt_secret, fp_args, capsys)
+    assert first['changed'] and first['reasons'] == ['no value fingerprint recorded yet']
+    assert '[secvirt-hmac-sha256:' in secret.xml and 'Vault-Value-1' not in secret.xml
+    assert not run(libvirt_secret, fp_args, capsys)['changed']
+    changed = run(libvirt_secret, dict(fp_args, value='Vault-Value-2'), capsys)
+    assert changed['changed'] and changed['reasons'] == ['the value fingerprint differs']
+    assert secret.values[-1] == b'Vault-Value-2'
+
+
+def test_secret_flag_change_redefines(conn, capsys, monkeypatch):
+    # Record warnings at the source: once controller code (ansible.template)
+    # is imported in this process, AnsibleModule routes warnings elsewhere.
+    warned = []
+    monkeypatch.setattr(libvirt_secret.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    run(libvirt_secret, SECRET, capsys)
+    old = conn.secrets[0]
+    res = run(libvirt_secret, dict(SECRET, ephemeral=False), capsys)
+    assert res['changed'] and res['value_set']
+    assert 'base64-encoded' in json.dumps(warned)
+    assert conn.secrets[0] is not old and "ephemeral=\"no\"" in conn.secrets[0].xml
+
+
+def test_secret_absent_and_base64(conn, capsys):
+    res = run(libvirt_secret, dict(usage_type='ceph', usage_id='client.admin', value='AQID',
+                                   value_encoding='base64'), capsys)
+    assert conn.secrets[0].values == [b'\x01\x02\x03'] and res['changed']
+    gone = run(libvirt_secret, dict(usage_type='ceph', usage_id='client.admin', state='absent'), capsys)
+    assert gone['changed'] and conn.secrets == []
+    assert not run(libvirt_secret, dict(usage_type='ceph', usage_id='client.admin', state='absent'), capsys)['changed']
+
+
+def test_secret_refusals(conn, capsys):
+    assert run(libvirt_secret, dict(SECRET, value_encoding='base64', value='***'), capsys)['failed']
+    run(libvirt_secret, SECRET, capsys)
+    uuid = conn.secrets[0].UUIDString()
+    res = run(libvirt_secret, dict(SECRET, uuid=uuid, usage_id='/other'), capsys)
+    assert res['failed'] and 'exists with usage volume' in res['msg']
+
+
+# --- guest_disk ------------------------------------------------------------
+
+DOMAIN = """<domain type='qemu'><name>kvm01</name><devices>
+<disk type='file' device='disk'><driver name='qemu' type='raw'/>
+<source file='/var/lib/libvirt/images/kvm01.img'/><target dev='vda' bus='virtio'/></disk>
+</devices></domain>"""
+
+
+def test_guest_disk_query_switch_and_refusal(conn, capsys):
+    conn.domains['kvm01'] = FakeDomain(DOMAIN, state=1)
+    query = run(guest_disk, dict(domain='kvm01', target='vda', state='query'), capsys)
+    assert query['disk']['source'] == '/var/lib/libvirt/images/kvm01.img' and query['domain_state'] == 'running'
+    refused = run(guest_disk, dict(domain='kvm01', target='vda', dev='/dev/mapper/kvm01'), capsys)
+    assert refused['failed'] and 'the guest is running' in refused['msg']
+    conn.domains['kvm01']._state = 5
+    check = run(guest_disk, dict(domain='kvm01', target='vda', dev='/dev/mapper/kvm01',
+                                 _ansible_check_mode=True, _ansible_diff=True), capsys)
+    assert check['changed'] and "dev=\"/dev/mapper/kvm01\"" in check['diff']['after']
+    assert conn.domains['kvm01'].xml == DOMAIN
+    done = run(guest_disk, dict(domain='kvm01', target='vda', dev='/dev/mapper/kvm01'), capsys)
+    assert done['changed'] and "type=\"block\"" in conn.domains['kvm01'].xml
+    assert not run(guest_disk, dict(domain='kvm01', target='vda', dev='/dev/mapper/kvm01'), capsys)['changed']
+    missing = run(guest_disk, dict(domain='nope', target='vda', state='query'), capsys)
+    assert missing['failed'] and 'no guest named nope' in missing['msg']
+    wrong = run(guest_disk, dict(domain='kvm01', target='vdz', state='query'), capsys)
+    assert wrong['failed'] and 'no disk with target vdz' in wrong['msg']
+
+
+# --- image_check -------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which('qemu-img') is None, reason='qemu-img not installed')
+def test_image_check_module(tmp_path, capsys):
+    good = str(tmp_path / 'good.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', good, '16M'], check=True)
+    res = run(image_check, dict(path=good, format='qcow2', max_virtual_size='16M'), capsys)
+    assert res['accepted'] and not res['changed'] and res['image']['virtual_size'] == 16 << 20
+    big = run(image_check, dict(path=good, format='qcow2', max_virtual_size='15M'), capsys)
+    assert big['failed'] and 'exceeds the limit' in big['msg'] and big['accepted'] is False
+    soft = run(image_check, dict(path=good, format='raw', max_virtual_size='1G', fail_on_reject=False), capsys)
+    assert not soft.get('failed') and soft['accepted'] is False and 'qcow2 header' in soft['reasons'][0]
+    bad = run(image_check, dict(path=good, format='qcow2', max_virtual_size='lots'), capsys)
+    assert bad['failed'] and 'cannot read' in bad['msg']
+    gone = run(image_check, dict(path=str(tmp_path / 'none'), format='raw', max_virtual_size='1G'), capsys)
+    assert gone['failed'] and 'cannot inspect' in gone['msg']
+
+
+# --- luks_volume -------------------------------------------------------------
+
+def fake_tools(tmp_path, monkeypatch):
+    bindir = tmp_path / 'bin'
+    bindir.mkdir()
+    log = tmp_path / 'calls.log'
+    for tool, body in (('cryptsetup', 'echo "$@" >> %s; [ "$1" = status ] && exit 4; exit 0' % log),
+                       ('blkid', 'echo "$@" >> %s; exit 2' % log), ('wipefs', 'exit 0'), ('dmsetup', 'exit 1')):
+        path = bindir / tool
+        path.write_text('#!/bin/sh\n' + body + '\n')
+        path.chmod(0o755)
+    monkeypatch.setenv('PATH', '%s:%s' % (bindir, os.environ['PATH']))
+    return log
+
+
+def test_luks_volume_module_refuses_missing_device_and_bad_passphrase(tmp_path, monkeypatch, capsys):
+    fake_tools(tmp_path, monkeypatch)
+    res = run(luks_volume, dict(name='g1', device=str(tmp_path / 'nodev'), passphrase='p1'), capsys)
+    assert res['failed'] and 'does not exist' in res['msg'] and res['mapper'] == '/dev/mapper/g1'
+    res = run(luks_volume, dict(name='g1', device='/dev/null', passphrase='two\nlines'), capsys)
+    assert res['failed'] and 'newline' in res['msg']
+    res = run(luks_volume, dict(name='g1', device='/dev/null'), capsys)
+    assert res['failed'] and 'passphrase' in res['msg']
+
+
+def test_luks_volume_module_absent_on_missing_device_is_a_no_op(tmp_path, monkeypatch, capsys):
+    log = fake_tools(tmp_path, monkeypatch)
+    res = run(luks_volume, dict(name='g1', device=str(tmp_path / 'nodev'), state='absent', _ansible_diff=True), capsys)
+    assert not res['changed'] and res['actions'] == [] and res['diff']['before']['device_exists'] is False
+    assert log.read_text().split('\n')[0] == 'status g1'
+
+
+def test_luks_volume_module_check_mode_on_a_blank_block_device(tmp_path, monkeypatch, capsys):
+    log = fake_tools(tmp_path, monkeypatch)
+    import stat as statmod
+    real_stat = os.stat
+
+    def fake_stat(path, *a, **kw):
+        if path == '/dev/fakeblk':
+            return os.stat_result((statmod.S_IFBLK | 0o600, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+        return real_stat(path, *a, **kw)
+    monkeypatch.setattr(os, 'stat', fake_stat)
+    res = run(luks_volume, dict(name='g1', device='/dev/fakeblk', passphrase='Secret-PP-1',
+                                _ansible_check_mode=True, _ansible_diff=True), capsys)
+    assert res['changed'] and res['actions'] == ['format', 'open']
+    assert res['diff'] == {'before': {'state': 'absent', 'luks_version': None},
+                           'after': {'state': 'opened', 'luks_version': 2}}
+    calls = log.read_text()
+    assert 'luksFormat' not in calls and 'Secret-PP-1' not in calls

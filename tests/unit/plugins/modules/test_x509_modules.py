@@ -1,0 +1,325 @@
+"""The five X.509 modules end to end in a temporary directory: CA, CSR, batch sign, install, verify."""
+import grp
+import json
+import os
+import pwd
+import stat
+
+from unittest import mock
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.modules import x509_ca, x509_csr, x509_install, x509_sign, x509_verify
+
+USER = pwd.getpwuid(os.getuid()).pw_name
+GROUP = grp.getgrgid(os.getgid()).gr_name
+PASS = 'unit-test-passphrase'
+
+
+def run(module, args, capsys, check=False, diff=False):
+    """Run a module's main(); its result, with the warnings it emitted under 'warned'.
+
+    Warnings are captured at AnsibleModule.warn: how ansible-core reports
+    them in the result differs between versions and depends on global state.
+    """
+    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    warned = []
+    with patch_module_args(args), mock.patch.object(basic.AnsibleModule, 'warn',
+                                                    lambda self, msg, **kw: warned.append(msg)):
+        with pytest.raises(SystemExit):
+            module.main()
+    result = json.loads(capsys.readouterr().out)
+    result['warned'] = warned
+    return result
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for d in ('ca/private', 'host/private', 'host/vnc'):
+        (tmp_path / d).mkdir(parents=True)
+    return tmp_path
+
+
+def ca_args(tree, **kw):
+    args = dict(cert_path=str(tree / 'ca/cacert.pem'), key_path=str(tree / 'ca/private/cakey.pem'),
+                passphrase=PASS, subject={'O': 'unit', 'CN': 'unit'})
+    args.update(kw)
+    return args
+
+
+def key_entry(tree, **kw):
+    entry = dict(name='server', path=str(tree / 'host/private/serverkey.pem'), owner=USER, group=GROUP,
+                 subject={'CN': 'kvm01.example.org'}, dns=['kvm01.example.org'],
+                 cert_path=str(tree / 'host/servercert.pem'),
+                 copies=[dict(path=str(tree / 'host/vnc/server-key.pem'), owner=USER, group=GROUP, mode='0440')])
+    entry.update(kw)
+    return entry
+
+
+# --- x509_ca ----------------------------------------------------------------------
+
+def test_ca_created_once_encrypted_then_reused(tree, capsys):
+    preview = run(x509_ca, ca_args(tree), capsys, check=True, diff=True)
+    assert preview['changed'] and preview['created'] and preview['certificate'] == ''
+    assert not (tree / 'ca/cacert.pem').exists()
+    res = run(x509_ca, ca_args(tree), capsys)
+    assert res['changed'] and res['created'] and res['key_encrypted'] and res['key_type'] == 'ecdsa-p384'
+    key_pem = (tree / 'ca/private/cakey.pem').read_bytes()
+    assert key_pem.startswith(b'-----BEGIN ENCRYPTED PRIVATE KEY-----')
+    assert PASS.encode() not in key_pem and PASS not in json.dumps(res)
+    assert mode(str(tree / 'ca/private/cakey.pem')) == 0o600
+    assert mode(str(tree / 'ca/cacert.pem')) == 0o644
+    again = run(x509_ca, ca_args(tree, key_type='rsa-4096'), capsys)
+    assert not again['changed'] and not again['created']
+    assert again['certificate'] == res['certificate'] and again['fingerprint'] == res['fingerprint']
+
+
+def test_ca_refuses_bad_states(tree, capsys):
+    assert 'create=false' in run(x509_ca, ca_args(tree, create=False), capsys)['msg']
+    assert 'must not be empty' in run(x509_ca, ca_args(tree, passphrase=''), capsys)['msg']
+    assert 'validity_days' in run(x509_ca, ca_args(tree, validity_days=0), capsys)['msg']
+    run(x509_ca, ca_args(tree), capsys)
+    assert 'wrong passphrase' in run(x509_ca, ca_args(tree, passphrase='not-the-one'), capsys)['msg']
+    os.unlink(str(tree / 'ca/cacert.pem'))
+    assert 'only one of' in run(x509_ca, ca_args(tree), capsys)['msg']
+
+
+def test_ca_missing_directory(tree, capsys):
+    res = run(x509_ca, ca_args(tree, key_path=str(tree / 'nope/cakey.pem')), capsys)
+    assert res['failed'] and 'does not exist' in res['msg']
+
+
+def test_ca_reuse_of_a_plain_key_warns(tree, capsys):
+    key, cert = x.create_ca('ecdsa-p256', {'CN': 'mine'}, 100)
+    (tree / 'ca/cacert.pem').write_bytes(x.certificate_pem(cert))
+    (tree / 'ca/private/cakey.pem').write_bytes(x.private_key_pem(key))
+    os.chmod(str(tree / 'ca/private/cakey.pem'), 0o644)
+    res = run(x509_ca, ca_args(tree), capsys)
+    assert not res['changed'] and res['key_encrypted'] is False
+    warnings = ' '.join(res['warned'])
+    assert 'is not encrypted' in warnings and 'mode 0644' in warnings and 'plan a CA rotation' in warnings
+
+
+def test_ca_reuse_refuses_a_leaf_certificate(tree, capsys):
+    ca_key, ca_cert = x.create_ca('ecdsa-p256', {'CN': 'mine'}, 100)
+    leaf_key = x.generate_private_key('ecdsa-p256')
+    leaf = x.issue_certificate(ca_key, ca_cert, leaf_key.public_key(), {'CN': 'a.b'}, ['a.b'], [], 'server', 10)
+    (tree / 'ca/cacert.pem').write_bytes(x.certificate_pem(leaf))
+    (tree / 'ca/private/cakey.pem').write_bytes(x.private_key_pem(leaf_key, PASS))
+    res = run(x509_ca, ca_args(tree), capsys)
+    assert res['failed'] and 'basicConstraints CA is FALSE' in res['msg']
+
+
+# --- x509_csr ----------------------------------------------------------------------
+
+def test_csr_makes_keys_in_place_and_is_idempotent(tree, capsys):
+    preview = run(x509_csr, dict(keys=[key_entry(tree)]), capsys, check=True, diff=True)
+    assert preview['changed'] and preview['requests']['server']['key_created']
+    assert not (tree / 'host/private/serverkey.pem').exists()
+    res = run(x509_csr, dict(keys=[key_entry(tree)]), capsys, diff=True)
+    req = res['requests']['server']
+    assert res['changed'] and req['key_reason'] == 'missing' and req['current_certificate'] == ''
+    assert 'PRIVATE' not in json.dumps(res)
+    key_path, copy_path = str(tree / 'host/private/serverkey.pem'), str(tree / 'host/vnc/server-key.pem')
+    assert mode(key_path) == 0o600 and mode(copy_path) == 0o440
+    assert open(key_path, 'rb').read() == open(copy_path, 'rb').read()
+    csr = x.load_csr(req['csr'])
+    assert csr.is_signature_valid and x.public_key_fingerprint(csr.public_key()) == req['public_key_fingerprint']
+    assert x.keys_match(csr.public_key(), x.load_private_key(open(key_path, 'rb').read()))
+    assert 'absent' in res['diff']['before'] and 'ecdsa-p256 key' in res['diff']['after']
+    again = run(x509_csr, dict(keys=[key_entry(tree)]), capsys)
+    assert not again['changed'] and again['requests']['server']['public_key_fingerprint'] == req['public_key_fingerprint']
+    assert not again['requests']['server']['key_created']
+    assert not run(x509_csr, dict(keys=[key_entry(tree)]), capsys, check=True)['changed']
+
+
+def test_csr_repairs_copies_and_modes(tree, capsys):
+    run(x509_csr, dict(keys=[key_entry(tree)]), capsys)
+    copy_path = str(tree / 'host/vnc/server-key.pem')
+    os.chmod(copy_path, 0o600)
+    with open(copy_path, 'w') as handle:
+        handle.write('tampered')
+    assert run(x509_csr, dict(keys=[key_entry(tree)]), capsys, check=True)['changed']
+    assert open(copy_path).read() == 'tampered'
+    res = run(x509_csr, dict(keys=[key_entry(tree)]), capsys)
+    assert res['changed'] and not res['requests']['server']['key_created']
+    assert open(copy_path, 'rb').read() == open(str(tree / 'host/private/serverkey.pem'), 'rb').read()
+    assert mode(copy_path) == 0o440
+    os.chmod(str(tree / 'host/private/serverkey.pem'), 0o640)
+    assert run(x509_csr, dict(keys=[key_entry(tree)]), capsys)['changed']
+    assert mode(str(tree / 'host/private/serverkey.pem')) == 0o600
+
+
+def test_csr_regenerates_on_type_change_and_request(tree, capsys):
+    first = run(x509_csr, dict(keys=[key_entry(tree)]), capsys)['requests']['server']
+    other = run(x509_csr, dict(keys=[key_entry(tree, type='ecdsa-p384')]), capsys)['requests']['server']
+    assert other['key_reason'] == 'type' and other['key_type'] == 'ecdsa-p384'
+    assert other['public_key_fingerprint'] != first['public_key_fingerprint']
+    rotated = run(x509_csr, dict(keys=[key_entry(tree, type='ecdsa-p384', regenerate=True)]), capsys)
+    assert rotated['requests']['server']['key_reason'] == 'regenerate'
+
+
+def test_csr_validates_all_before_writing(tree, capsys):
+    bad = [key_entry(tree, mode='0644'),
+           key_entry(tree, name='b', path=str(tree / 'missing/k.pem'), copies=[]),
+           key_entry(tree, name='c', path=str(tree / 'host/c.pem'), copies=[], subject={'ZZ': 'x'}),
+           key_entry(tree, name='c', path=str(tree / 'host/d.pem'), copies=[])]
+    res = run(x509_csr, dict(keys=bad), capsys)
+    assert res['failed'] and res['msg'].startswith('nothing written; ')
+    for part in ('would let other users', 'directory', 'unknown subject attribute', 'c: duplicate name'):
+        assert part in res['msg']
+    assert os.listdir(str(tree / 'host/private')) == [] and not (tree / 'host/c.pem').exists()
+
+
+def test_csr_returns_the_current_certificate(tree, capsys):
+    (tree / 'host/servercert.pem').write_text('-----BEGIN CERTIFICATE-----\nxx\n')
+    res = run(x509_csr, dict(keys=[key_entry(tree)]), capsys)
+    assert res['requests']['server']['current_certificate'].startswith('-----BEGIN CERTIFICATE-----')
+
+
+# --- x509_sign, x509_install, x509_verify --------------------------------------------
+
+def sign_args(tree, requests, **kw):
+    args = dict(ca_cert_path=str(tree / 'ca/cacert.pem'), ca_key_path=str(tree / 'ca/private/cakey.pem'),
+                ca_passphrase=PASS, requests=requests, validity_days=90, renew_before_days=10)
+    args.update(kw)
+    return args
+
+
+def cert_files(tree):
+    return [dict(path=str(tree / 'host/servercert.pem'), owner=USER, group=GROUP, mode='0644'),
+            dict(path=str(tree / 'host/vnc/server-cert.pem'), owner=USER, group=GROUP, mode='0440')]
+
+
+def full_cycle(tree, capsys, diff=False):
+    ca = run(x509_ca, ca_args(tree), capsys)
+    csr = run(x509_csr, dict(keys=[key_entry(tree)]), capsys)['requests']['server']
+    reqs = [dict(name='kvm01/server', csr=csr['csr'], profile='server',
+                 subject={'O': 'unit', 'CN': 'kvm01.example.org'}, dns=['kvm01.example.org', 'kvm01'],
+                 ip=['10.0.0.1'], current=csr['current_certificate'])]
+    signed = run(x509_sign, sign_args(tree, reqs), capsys, diff=diff)
+    return ca, reqs, signed
+
+
+def install_args(tree, ca, cert, **kw):
+    args = dict(ca_certificate=ca['certificate'],
+                ca_files=[dict(path=str(tree / 'host/cacert.pem'), owner=USER, group=GROUP, mode='0644')],
+                certificates=[dict(name='server', certificate=cert,
+                                   key_path=str(tree / 'host/private/serverkey.pem'),
+                                   names=['kvm01.example.org', '10.0.0.1'], profile='server', files=cert_files(tree))])
+    args.update(kw)
+    return args
+
+
+def test_sign_install_verify_cycle(tree, capsys):
+    ca, reqs, signed = full_cycle(tree, capsys, diff=True)
+    assert signed['changed'] and PASS not in json.dumps(signed)
+    assert signed['renewed'] == [dict(name='kvm01/server', reasons=['missing: no certificate yet'])]
+    assert signed['diff']['before'] == 'kvm01/server: none\n'
+    assert 'CN=kvm01.example.org,O=unit' in signed['diff']['after']
+    cert = signed['certificates']['kvm01/server']['certificate']
+
+    preview = run(x509_install, install_args(tree, ca, cert), capsys, check=True, diff=True)
+    assert preview['changed'] and len(preview['changed_files']) == 3 and not (tree / 'host/cacert.pem').exists()
+    done = run(x509_install, install_args(tree, ca, cert), capsys)
+    assert done['changed'] and (tree / 'host/servercert.pem').read_text() == cert
+    assert mode(str(tree / 'host/vnc/server-cert.pem')) == 0o440
+    assert not run(x509_install, install_args(tree, ca, cert), capsys)['changed']
+    os.chmod(str(tree / 'host/servercert.pem'), 0o600)
+    fixed = run(x509_install, install_args(tree, ca, cert), capsys, diff=True)
+    assert fixed['changed_files'] == [str(tree / 'host/servercert.pem')] and 'other owner' in fixed['diff']['before']
+
+    checks = dict(certificates=[dict(cert_path=str(tree / 'host/vnc/server-cert.pem'), ca_path=str(tree / 'host/cacert.pem'),
+                                     key_path=str(tree / 'host/vnc/server-key.pem'), names=['kvm01'], profile='server')],
+                  min_days_left=30)
+    ok = run(x509_verify, checks, capsys)
+    assert not ok['changed'] and ok['problems'] == [] and ok['results'][0]['ok']
+    assert ok['results'][0]['subject'] == 'CN=kvm01.example.org,O=unit'
+
+    # second signing run: the host now presents its certificate, nothing to do
+    reqs[0]['current'] = cert
+    again = run(x509_sign, sign_args(tree, reqs), capsys)
+    assert not again['changed'] and again['renewed'] == []
+    assert again['certificates']['kvm01/server']['certificate'] == cert
+    # a wider window re-issues it and says why
+    later = run(x509_sign, sign_args(tree, reqs, validity_days=200, renew_before_days=120), capsys, check=True)
+    assert later['changed'] and later['renewed'][0]['reasons'][0].startswith('expiring:')
+
+
+def test_install_refuses_a_certificate_for_another_key(tree, capsys):
+    ca, reqs, signed = full_cycle(tree, capsys)
+    cert = signed['certificates']['kvm01/server']['certificate']
+    os.unlink(str(tree / 'host/private/serverkey.pem'))
+    run(x509_csr, dict(keys=[key_entry(tree, copies=[])]), capsys)  # a new key appears on the host
+    res = run(x509_install, install_args(tree, ca, cert), capsys)
+    assert res['failed'] and 'the private key does not belong to the certificate' in res['msg']
+    assert res['msg'].startswith('nothing written; ')
+    assert not (tree / 'host/servercert.pem').exists() and not (tree / 'host/cacert.pem').exists()
+    # check mode tolerates it: the key there may be one that x509_csr only simulated
+    assert 'a real run would create' in ' '.join(run(x509_install, install_args(tree, ca, cert), capsys, check=True)['warned'])
+
+
+def test_install_refuses_wrong_names_ca_and_paths(tree, capsys):
+    ca, reqs, signed = full_cycle(tree, capsys)
+    cert = signed['certificates']['kvm01/server']['certificate']
+    args = install_args(tree, ca, cert)
+    args['certificates'][0]['names'] = ['kvm99.example.org']
+    args['certificates'][0]['profile'] = 'server'
+    args['ca_files'].append(dict(path=str(tree / 'nodir/ca.pem'), mode='0644'))
+    res = run(x509_install, args, capsys)
+    assert 'kvm99.example.org is not in the subjectAltName' in res['msg'] and 'nodir does not exist' in res['msg']
+    other_key, other_ca = x.create_ca('ecdsa-p256', {'CN': 'other'}, 10)
+    res = run(x509_install, install_args(tree, dict(certificate=x.certificate_pem(other_ca).decode()), cert), capsys)
+    assert 'not signed by the CA CN=other' in res['msg']
+    assert 'CA: not a PEM certificate' in run(x509_install, install_args(tree, dict(certificate='junk'), cert), capsys)['msg']
+    missing_key = install_args(tree, ca, cert)
+    missing_key['certificates'][0]['key_path'] = str(tree / 'host/private/none.pem')
+    assert 'does not exist' in run(x509_install, missing_key, capsys)['msg']
+
+
+def test_sign_errors(tree, capsys):
+    res = run(x509_sign, sign_args(tree, []), capsys)
+    assert res['failed'] and 'create it with secvirt.kvm.x509_ca' in res['msg']
+    run(x509_ca, ca_args(tree), capsys)
+    assert 'wrong passphrase' in run(x509_sign, sign_args(tree, [], ca_passphrase='nope'), capsys)['msg']
+    assert 'validity_days must be positive' in run(x509_sign, sign_args(tree, [], validity_days=0), capsys)['msg']
+    bad = [dict(name='h/server', csr='junk', subject={'CN': 'h.example'}, dns=['h.example'])]
+    res = run(x509_sign, sign_args(tree, bad), capsys)
+    assert res['failed'] and 'refusing to sign anything' in res['msg']
+
+
+def test_verify_reports_and_optionally_tolerates_problems(tree, capsys):
+    ca, reqs, signed = full_cycle(tree, capsys)
+    run(x509_install, install_args(tree, ca, signed['certificates']['kvm01/server']['certificate']), capsys)
+    checks = [dict(cert_path=str(tree / 'host/servercert.pem'), ca_path=str(tree / 'host/cacert.pem'),
+                   key_path=str(tree / 'host/private/serverkey.pem'), names=['other.example'], profile='client'),
+              dict(cert_path=str(tree / 'host/none.pem'), ca_path=str(tree / 'host/cacert.pem')),
+              dict(cert_path=str(tree / 'host/servercert.pem'), ca_path=str(tree / 'host/none.pem')),
+              dict(cert_path=str(tree / 'host/servercert.pem'), ca_path=str(tree / 'host/cacert.pem'),
+                   key_path=str(tree / 'host/none.pem'))]
+    res = run(x509_verify, dict(certificates=checks, min_days_left=100), capsys)
+    assert res['failed']
+    joined = '\n'.join(res['problems'])
+    for part in ('other.example is not in the subjectAltName', 'within 100 days', 'none.pem: missing',
+                 'CA certificate', 'private key'):
+        assert part in joined
+    soft = run(x509_verify, dict(certificates=checks, fail_on_problems=False), capsys)
+    assert not soft.get('failed') and [r['ok'] for r in soft['results']] == [False, False, False, False]
+
+
+def test_check_mode_tolerates_directories_the_play_would_create(tree, capsys):
+    entry = key_entry(tree, path=str(tree / 'later/k.pem'), copies=[], cert_path=None)
+    res = run(x509_csr, dict(keys=[entry]), capsys, check=True)
+    assert res['changed'] and res['requests']['server']['key_created'] and not (tree / 'later').exists()
+    assert run(x509_csr, dict(keys=[entry]), capsys)['failed']
+    ca, reqs, signed = full_cycle(tree, capsys)
+    args = install_args(tree, ca, signed['certificates']['kvm01/server']['certificate'])
+    args['ca_files'] = [dict(path=str(tree / 'later/ca.pem'))]
+    assert run(x509_install, args, capsys, check=True)['changed']
