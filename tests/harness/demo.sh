@@ -9,6 +9,8 @@ cd "$root"
 export PATH=$root/.venv/bin:$PATH ANSIBLE_COLLECTIONS_PATH=$root/.cache/collections
 export ANSIBLE_CONFIG=$root/ansible.cfg
 state=$root/.cache/demo
+SECVIRT_RUN_ID=demo-$$-$(date +%s)
+export SECVIRT_RUN_ID
 stage=tests/harness/stage.sh
 export SECVIRT_TIMINGS=$root/.cache/demo-timings.tsv
 : >"$SECVIRT_TIMINGS"

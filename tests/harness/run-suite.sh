@@ -4,6 +4,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 export SECVIRT_TIMINGS=$PWD/.cache/timings.tsv
+# Every VM this run starts inherits the id, so the final reap stops exactly
+# this run's leftovers and never another run's (a demo, a second checkout).
+SECVIRT_RUN_ID=suite-$$-$(date +%s)
+export SECVIRT_RUN_ID
 mkdir -p .cache && : >"$SECVIRT_TIMINGS"
 stage=tests/harness/stage.sh
 suite_start=$(date +%s)

@@ -345,8 +345,12 @@ def cmd_down(args):
     print("[]")
 
 
-def harness_processes():
-    """(pid, cmdline) of every qemu or hub this harness started, by marker."""
+def harness_processes(run_id=None):
+    """(pid, cmdline) of every qemu or hub this harness started, by marker.
+
+    With a run id (SECVIRT_RUN_ID, exported by the suite runner and the demo
+    and inherited by every qemu and hub they start), only that run's.
+    """
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -360,12 +364,14 @@ def harness_processes():
             continue
         text = b" ".join(argv).decode(errors="replace")
         if f"-name {MARKER}-" in text or (b"SECVIRT_MARKER=" + MARKER.encode()) in env:
+            if run_id and (b"SECVIRT_RUN_ID=" + run_id.encode() + b"\0") not in env + b"\0":
+                continue
             found.append((int(entry), text))
     return found
 
 
 def cmd_reap(_args):
-    procs = harness_processes()
+    procs = harness_processes(os.environ.get("SECVIRT_RUN_ID"))
     for pid, text in procs:
         log(f"reaping leftover {text[:100]}")
         kill(pid, "leftover")

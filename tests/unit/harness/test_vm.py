@@ -61,3 +61,24 @@ def test_down_is_safe_on_a_missing_state(tmp_path, capsys):
     args = type("A", (), {"state": str(tmp_path / "never-created")})
     vm.cmd_down(args)
     assert capsys.readouterr().out.strip() == "[]"
+
+
+def test_reap_only_touches_its_own_run(monkeypatch):
+    """A suite's final reap must not kill another run's VMs (e.g. a demo)."""
+    procs = {"101": (b"qemu-system-x86_64\0-name\0secvirt-harness-kvmhost\0", b"SECVIRT_RUN_ID=suite-1\0"),
+             "102": (b"qemu-system-x86_64\0-name\0secvirt-harness-kvmhost\0", b"SECVIRT_RUN_ID=demo-2\0"),
+             "103": (b"python3\0hub.py\0", b"SECVIRT_MARKER=secvirt-harness\0SECVIRT_RUN_ID=suite-1\0"),
+             "104": (b"sleep\0", b"SECVIRT_RUN_ID=suite-1\0")}
+    real_open = open
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        parts = str(path).split("/")
+        if len(parts) == 4 and parts[1] == "proc" and parts[2] in procs:
+            import io
+            return io.BytesIO(procs[parts[2]][0 if parts[3] == "cmdline" else 1])
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(vm.os, "listdir", lambda path: list(procs) if path == "/proc" else os.listdir(path))
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert [pid for pid, _ in vm.harness_processes("suite-1")] == [101, 103]
+    assert [pid for pid, _ in vm.harness_processes()] == [101, 102, 103]
