@@ -80,5 +80,5 @@ def test_reap_only_touches_its_own_run(monkeypatch):
 
     monkeypatch.setattr(vm.os, "listdir", lambda path: list(procs) if path == "/proc" else os.listdir(path))
     monkeypatch.setattr("builtins.open", fake_open)
-    assert [pid for pid, _ in vm.harness_processes("suite-1")] == [101, 103]
-    assert [pid for pid, _ in vm.harness_processes()] == [101, 102, 103]
+    assert [proc[0] for proc in vm.harness_processes("suite-1")] == [101, 103]
+    assert [proc[0] for proc in vm.harness_processes()] == [101, 102, 103]

@@ -135,3 +135,15 @@ def test_real_libvirt_python_is_importable_here():
     conn = lc.open_connection('test:///default', readonly=True)
     assert lc.lookup_domain(conn, 'test').name() == 'test'
     assert lc.live_security_labels(conn, lc.lookup_domain(conn, 'test'))[0]['label'] == 'libvirt-test'
+
+
+def test_constants_match_libvirt_python():
+    import libvirt
+    for ours, theirs in (('AFFECT_LIVE', 'VIR_DOMAIN_AFFECT_LIVE'), ('AFFECT_CONFIG', 'VIR_DOMAIN_AFFECT_CONFIG'),
+                         ('XML_SECURE', 'VIR_DOMAIN_XML_SECURE'), ('XML_INACTIVE', 'VIR_DOMAIN_XML_INACTIVE'),
+                         ('ERR_NO_DOMAIN', 'VIR_ERR_NO_DOMAIN'), ('ERR_NO_NWFILTER', 'VIR_ERR_NO_NWFILTER'),
+                         ('ERR_OPERATION_INVALID', 'VIR_ERR_OPERATION_INVALID'),
+                         ('ERR_OPERATION_UNSUPPORTED', 'VIR_ERR_OPERATION_UNSUPPORTED'),
+                         ('ERR_CONFIG_UNSUPPORTED', 'VIR_ERR_CONFIG_UNSUPPORTED'), ('ERR_NO_SUPPORT', 'VIR_ERR_NO_SUPPORT'),
+                         ('ERR_ARGUMENT_UNSUPPORTED', 'VIR_ERR_ARGUMENT_UNSUPPORTED')):
+        assert getattr(lc, ours) == getattr(libvirt, theirs), ours
