@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Build (once) the Debian 12 base image the molecule scenarios boot.
 #
-# The image is a plain minimal Debian install: the roles under test must
-# install their own packages. To keep TCG runs fast, the .debs those roles
-# need are downloaded into the image's apt cache (not installed).
+# Two disks share one kernel, initrd and SSH key:
+# - disk.raw ("plain"): a minimal Debian install. The .debs the roles need
+#   are only downloaded into its apt cache, so site.yml and the default
+#   scenario install them themselves, without network round-trips.
+# - disk-virt.raw ("virt"): the same, plus the virtualization stack
+#   (packages.txt "virt" lines) installed here in the chroot at native
+#   speed. Role scenarios boot it (platform key `image: virt`) because
+#   unpacking libvirt and qemu under TCG costs many minutes per scenario;
+#   their roles' package tasks still run and must report ok.
 #
-# Output: $SECVIRT_CACHE/images/<recipe-hash>/{disk.raw,vmlinuz,initrd.img,id_ed25519}
+# Output: $SECVIRT_CACHE/images/<recipe-hash>/{disk.raw,disk-virt.raw,vmlinuz,initrd.img,id_ed25519}
 # The hash covers this script and packages.txt, so any change to the recipe
 # builds a new image and old ones are left for `make clean-cache`.
 set -euo pipefail
@@ -52,6 +58,7 @@ trap cleanup EXIT
 # packages.txt: "base" lines are installed, "cache" lines only downloaded.
 mapfile -t base < <(awk '$1=="base"{print $2}' "$here/packages.txt")
 mapfile -t cached < <(awk '$1=="cache"{print $2}' "$here/packages.txt")
+mapfile -t virt < <(awk '$1=="virt"{print $2}' "$here/packages.txt")
 
 echo "build-image: debootstrap $suite from $mirror" >&2
 debootstrap --variant=minbase \
@@ -64,13 +71,23 @@ deb $mirror $suite main
 deb $mirror $suite-updates main
 deb $security_mirror $suite-security main
 SRC
-printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
-chmod 0755 "$rootfs/usr/sbin/policy-rc.d"
-mount -t proc proc "$rootfs/proc"
-mount -t sysfs sys "$rootfs/sys"
-mount --bind /dev "$rootfs/dev"
-mount -t devpts devpts "$rootfs/dev/pts"
-cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+enter() {
+  printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
+  chmod 0755 "$rootfs/usr/sbin/policy-rc.d"
+  mount -t proc proc "$rootfs/proc"
+  mount -t sysfs sys "$rootfs/sys"
+  mount --bind /dev "$rootfs/dev"
+  mount -t devpts devpts "$rootfs/dev/pts"
+  cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+}
+leave() {
+  rm -f "$rootfs/usr/sbin/policy-rc.d" "$rootfs/etc/resolv.conf"
+  # Each VM makes its own machine-id at first boot.
+  : >"$rootfs/etc/machine-id"
+  rm -f "$rootfs/var/lib/dbus/machine-id"
+  for m in dev/pts dev proc sys; do umount -l "$rootfs/$m"; done
+}
+enter
 
 in_root() { chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 "$@"; }
 in_root apt-get update -qq
@@ -127,18 +144,25 @@ ln -sf /dev/null "$rootfs/etc/systemd/system/apt-daily.timer"
 ln -sf /dev/null "$rootfs/etc/systemd/system/apt-daily-upgrade.timer"
 ln -sf /dev/null "$rootfs/etc/systemd/system/e2scrub_reap.service"
 echo 'root:*' | in_root chpasswd -e
-rm -f "$rootfs/usr/sbin/policy-rc.d" "$rootfs/etc/resolv.conf"
 in_root systemctl enable ssh >/dev/null
 # ifupdown-pre only waits for `udevadm settle`, which costs ~35 s per boot
 # under TCG; with net.ifnames=0 the NIC names do not depend on udev.
 ln -sf /dev/null "$rootfs/etc/systemd/system/ifupdown-pre.service"
 
-for m in dev/pts dev proc sys; do umount -l "$rootfs/$m"; done
+leave
 cp -L "$rootfs"/boot/vmlinuz-* "$out.tmp/vmlinuz"
 cp -L "$rootfs"/boot/initrd.img-* "$out.tmp/initrd.img"
 chmod 0644 "$out.tmp/vmlinuz" "$out.tmp/initrd.img"
-rm -f "$out.tmp/disk.raw"
+rm -f "$out.tmp/disk.raw" "$out.tmp/disk-virt.raw"
 mkfs.ext4 -q -L root -d "$rootfs" "$out.tmp/disk.raw" 6G
+
+# The "virt" disk: the plain one plus the virtualization stack.
+echo "build-image: installing the virt set: ${virt[*]}" >&2
+enter
+in_root apt-get install -y -qq --no-install-recommends "${virt[@]}" >>"$work/apt.log" 2>&1 \
+  || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+leave
+mkfs.ext4 -q -L root -d "$rootfs" "$out.tmp/disk-virt.raw" 6G
 cp "$here/packages.txt" "$out.tmp/packages.txt"
 rm -rf "$out"
 mv "$out.tmp" "$out"

@@ -18,6 +18,10 @@ format given explicitly, so the base is never probed nor modified) and gets:
   can reach another as real clients do (management station -> KVM host);
 * /dev/vdb: a blank spare data disk (LVM/LUKS tests).
 
+Platform keys: name, memory_mb, cpus, data_disk_gb, ssh_port, and image:
+"plain" (default, a minimal Debian) or "virt" (the same with the
+virtualization stack already installed; see build-image.sh).
+
 The facts a scenario needs about its lab network are in
 /etc/ansible/facts.d/secvirt_lab.fact on each VM (ansible_local.secvirt_lab).
 """
@@ -32,6 +36,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DISKS = {"plain": "disk.raw", "virt": "disk-virt.raw"}
 CACHE = os.environ.get("SECVIRT_CACHE", os.path.expanduser("~/.cache/secvirt-kvm"))
 MARKER = "secvirt-harness"
 # With KVM, hide IA32_ARCH_CAPABILITIES: some hosts' KVM refuses to set that
@@ -207,13 +212,18 @@ def cmd_up(args):
         # start and delete the overlays, then report the original failure.
         if os.path.exists(os.path.join(args.state, "vms.json")):
             log("boot failed: stopping the VMs that did start")
-            with open(os.devnull, "w") as null:
-                saved, sys.stdout = sys.stdout, null
-                try:
-                    cmd_down(args)
-                finally:
-                    sys.stdout = saved
+            quiet_down(args)
         raise
+
+
+def quiet_down(args):
+    """cmd_down without its stdout: `up` must print only the instance list."""
+    with open(os.devnull, "w") as null:
+        saved, sys.stdout = sys.stdout, null
+        try:
+            cmd_down(args)
+        finally:
+            sys.stdout = saved
 
 
 def boot(args):
@@ -223,11 +233,14 @@ def boot(args):
     names = [p["name"] for p in platforms]
     if len(set(names)) != len(names):
         die(f"platform names must be unique: {names}")
+    for plat in platforms:
+        if plat.get("image", "plain") not in DISKS:
+            die(f"{plat['name']}: unknown image {plat['image']!r} (choose from {', '.join(sorted(DISKS))})")
     image = build_image()
     os.makedirs(args.state, exist_ok=True)
     if os.path.exists(os.path.join(args.state, "vms.json")):
         log("stale VMs found in the state directory: destroying them first")
-        cmd_down(args)
+        quiet_down(args)
         os.makedirs(args.state, exist_ok=True)
     identity = os.path.join(args.state, "id_ed25519")
     shutil.copy(os.path.join(image, "id_ed25519"), identity)
@@ -253,7 +266,7 @@ def boot(args):
         overlay = os.path.join(args.state, f"{name}.qcow2")
         data = os.path.join(args.state, f"{name}-data.qcow2")
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-                        os.path.join(image, "disk.raw"), overlay], check=True)
+                        os.path.join(image, DISKS[plat.get("image", "plain")]), overlay], check=True)
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", data,
                         f"{plat.get('data_disk_gb', 4)}G"], check=True)
         port = free_port(plat.get("ssh_port", 0))
