@@ -411,13 +411,28 @@ def profile_eku(profile):
     raise X509Error('unknown profile %r (server or client)' % profile)
 
 
-def key_usage_for(public_key):
-    """digitalSignature always; keyEncipherment only for RSA (RSA key transport)."""
-    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+def key_usage_for(public_key):  # pylint: disable=unused-argument
+    """digitalSignature and keyEncipherment, whatever the key type.
+
+    keyEncipherment only means something for RSA key transport, but libvirt's
+    certificate check (virNetTLSContextCheckCertKeyUsage) refuses a critical
+    keyUsage without it for every key type: libvirtd 9.0 exits with "usage
+    does not permit key encipherment" on an ECDSA server certificate that
+    lacks it (seen on the demo host).
+    """
     return x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=is_rsa,
+        digital_signature=True, content_commitment=False, key_encipherment=True,
         data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
         encipher_only=False, decipher_only=False)
+
+
+def _key_usage_fits(cert, public_key):
+    try:
+        have = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    want = key_usage_for(public_key)
+    return have.digital_signature == want.digital_signature and have.key_encipherment == want.key_encipherment
 
 
 def issue_certificate(ca_key, ca_cert, public_key, subject, dns, ip, profile, validity_days, now=None):
@@ -557,6 +572,8 @@ def renewal_reasons(current, ca_cert, public_key, subject, dns, ip, profile, ren
     if eku_of(current) != set(profile_eku(profile)):
         reasons.append('profile: extendedKeyUsage %s does not fit profile %s' % (
             ','.join(sorted(o._name for o in eku_of(current))) or 'none', profile))
+    if not _key_usage_fits(current, public_key):
+        reasons.append('profile: keyUsage lacks digitalSignature or keyEncipherment (libvirt requires both)')
     window = datetime.timedelta(days=renew_before_days)
     if not_after(current) - now < window:
         # Re-issuing only helps when the new certificate would live longer; a

@@ -2,7 +2,8 @@
 # make demo: boot the built-in disposable KVM host (and a management station),
 # run playbooks/site.yml against them with the sample inventory in
 # playbooks/inventory/demo/, then print what is now enforced on the host.
-# The VMs are destroyed afterwards unless SECVIRT_DEMO_KEEP=1.
+# The VMs are destroyed afterwards unless SECVIRT_DEMO_KEEP=1. Arguments are
+# passed to ansible-playbook for site.yml (e.g. --tags pki,libvirt_remote).
 # The KVM host boots the harness's "virt" disk (libvirt and qemu already
 # unpacked: doing it under TCG costs many minutes), so site.yml's package
 # step reports ok there; the station boots the plain disk and installs its
@@ -51,6 +52,6 @@ def host(name):
 print(json.dumps({"kvm_hosts": {"hosts": {"kvmhost": host("kvmhost")}},
                   "management_stations": {"hosts": {"station": host("station")}}}))
 PY
-"$stage" site.yml ansible-playbook -i "$state.hosts.yml" -i playbooks/inventory/demo playbooks/site.yml
+"$stage" site.yml ansible-playbook -i "$state.hosts.yml" -i playbooks/inventory/demo playbooks/site.yml "$@"
 "$stage" summary ansible-playbook -i "$state.hosts.yml" -i playbooks/inventory/demo playbooks/report.yml
 awk -F'\t' '{printf "  %-12s %-8s %dm%02ds\n", $1, $2, int($3/60), $3%60}' "$SECVIRT_TIMINGS"

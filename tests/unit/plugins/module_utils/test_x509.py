@@ -224,7 +224,8 @@ def test_server_certificate_content(ca, host_key):
     assert cert.issuer == ca[1].subject
     assert ext(cert, cx509.BasicConstraints).critical and not ext(cert, cx509.BasicConstraints).value.ca
     ku = ext(cert, cx509.KeyUsage)
-    assert ku.critical and ku.value.digital_signature and not ku.value.key_encipherment
+    # libvirt refuses a critical keyUsage without keyEncipherment, even for EC keys
+    assert ku.critical and ku.value.digital_signature and ku.value.key_encipherment
     assert list(ext(cert, cx509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     san = ext(cert, cx509.SubjectAlternativeName).value
     assert san.get_values_for_type(cx509.DNSName) == DNS
@@ -540,3 +541,16 @@ def test_file_summary_never_shows_secrets(tmp_path, ca, host_key):
     assert 'unreadable key' in x.file_summary(path, b'junk')
     cert = x.certificate_pem(issue(ca, host_key))
     assert 'certificate CN=kvm01.example.org,O=secvirt,C=DE serial' in x.file_summary(str(tmp_path / 'nofile'), cert, 'certificate')
+
+
+def test_certificate_without_key_encipherment_is_reissued(ca, host_key, monkeypatch):
+    # what earlier releases issued for EC keys, and libvirtd refuses at start-up
+    old_usage = cx509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                               data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                               crl_sign=False, encipher_only=False, decipher_only=False)
+    monkeypatch.setattr(x, 'key_usage_for', lambda _public_key: old_usage)
+    cert = issue(ca, host_key)
+    monkeypatch.undo()
+    assert reasons(ca, cert, host_key) == [
+        'profile: keyUsage lacks digitalSignature or keyEncipherment (libvirt requires both)']
+    assert reasons(ca, issue(ca, host_key), host_key) == []
