@@ -10,7 +10,8 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SCENARIOS ?= $(sort $(filter-out _harness,$(notdir $(wildcard molecule/*))))
 DEB_PACKAGES := qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-client \
-  libvirt-dev pkg-config gcc python3-dev python3-venv git make rsync shellcheck
+  libvirt-dev pkg-config gcc python3-dev python3-venv git make rsync shellcheck \
+  sasl2-bin libsasl2-modules
 T := tests/harness/stage.sh
 
 .PHONY: help setup venv image demo test lint sanity unit molecule clean reap

@@ -22,9 +22,30 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import socket
 
 LIST_RE = re.compile(r'^(?P<user>[^@\s]+)@(?P<realm>[^:\s]*):\s*(?P<prop>\S+)\s*$')
 NAME_RE = re.compile(r'^[A-Za-z0-9._-]+$')
+
+
+def server_realm():
+    """The realm a Cyrus SASL server (libvirtd) gives users by default.
+
+    Servers that pass no realm to sasl_server_new() (libvirtd does so) look
+    users up in the realm of the server's canonical host name: getaddrinfo()
+    with AI_CANONNAME on gethostname(). saslpasswd2's own default is the bare
+    gethostname(), which differs whenever the canonical name is a FQDN; users
+    created there are then never found ("unable to canonify user").
+    """
+    name = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, 0, socket.SOCK_STREAM, 0, socket.AI_CANONNAME)
+    except (socket.gaierror, UnicodeError):
+        return name
+    for info in infos:
+        if info[3]:
+            return info[3]
+    return name
 
 
 class SaslError(Exception):
@@ -107,7 +128,9 @@ def plan(current, wanted, exclusive, update_password, realm=None, store_plaintex
         keys = sorted(k for k in current if k[0] == name and (realm is None or k[1] == realm))
         state = user.get('state') or 'present'
         if state == 'absent':
-            actions.extend(('delete', k[0], k[1]) for k in keys)
+            # every realm: a client can name the realm (user@realm) and log in
+            # with an entry that is not in the server's default realm
+            actions.extend(('delete', k[0], k[1]) for k in sorted(current) if k[0] == name)
             continue
         if not user.get('password'):
             raise SaslError('SASL user %s needs a password when state=present' % name)
@@ -116,9 +139,12 @@ def plan(current, wanted, exclusive, update_password, realm=None, store_plaintex
         elif update_password == 'always':
             actions.append(('update', name, realm))
     if exclusive:
+        # every realm, for the same reason: only the wanted users in the
+        # managed realm stay
         for key in sorted(current):
-            if key[0] not in names and (realm is None or key[1] == realm):
-                actions.append(('delete', key[0], key[1]))
+            if key[0] not in names or (realm is not None and key[1] != realm):
+                if ('delete', key[0], key[1]) not in actions:
+                    actions.append(('delete', key[0], key[1]))
     # users that still carry a cleartext userPassword property (created
     # without -n by hand): rewrite them so the cleartext disappears
     for key, props in sorted(current.items()):
@@ -135,9 +161,10 @@ def plan(current, wanted, exclusive, update_password, realm=None, store_plaintex
 def missing_secrets(current, actions, realm=None):
     """Users just created/updated that the database does not list at all.
 
-    With ``-n`` only mechanism secrets are stored; a mechanism that keeps no
-    verifier of its own (Cyrus SASL 2.1.28's SCRAM on Debian 12 stores
-    nothing) leaves the user without any credential, so it could never log in.
+    With ``-n`` only mechanism secrets are stored; Cyrus SASL's SCRAM stores
+    its verifier (authPassword) only with ``scram_secret_generate: yes`` in the
+    application's config, and without it the user is left with no credential
+    at all, so it could never log in.
     """
     names = set(a[1] for a in actions if a[0] in ('create', 'update', 'scrub'))
     present = set(k[0] for k in current if realm is None or k[1] == realm)

@@ -19,6 +19,9 @@ description:
     Users found with a cleartext C(userPassword) property are re-created without it.
   - Set C(mech_list) in C(/etc/sasl2/<appname>.conf) B(before) adding users,
     because C(saslpasswd2) computes the secrets of the mechanisms listed there.
+    Cyrus SASL computes the SCRAM verifier (the C(authPassword) property) only
+    when that file also sets C(scram_secret_generate) to C(yes);
+    the C(secvirt.kvm.libvirt_remote) role writes both.
   - A stored SCRAM secret cannot be compared with a password without
     re-implementing the mechanism, so password changes follow O(update_password).
 options:
@@ -41,7 +44,10 @@ options:
         choices: [present, absent]
         default: present
   exclusive:
-    description: Remove users of the database (in O(realm), or any realm when O(realm) is unset) that are not in O(users).
+    description:
+      - Remove every entry of the database that is not one of O(users) in O(realm),
+        including entries in other realms (a client can log in as C(user@realm)
+        with any realm the database holds).
     type: bool
     default: false
   update_password:
@@ -62,17 +68,21 @@ options:
     default: libvirt
   realm:
     description:
-      - SASL realm (C(-u)). Unset means the tool's default (the host's FQDN),
-        which is also what libvirtd uses.
+      - SASL realm (C(-u)) of the managed users.
+      - Unset means the realm libvirtd looks users up in, the host's canonical
+        name (C(getaddrinfo) with C(AI_CANONNAME) on the host name, usually the
+        FQDN). C(saslpasswd2)'s own default, the short host name, is not used,
+        because libvirtd would not find users stored there.
     type: str
   store_plaintext:
     description:
       - Also store the cleartext C(userPassword) property (C(saslpasswd2) without C(-n)).
-      - Cyrus SASL 2.1.28 (Debian 12) SCRAM does not keep a verifier of its own in
-        sasldb and authenticates from C(userPassword); with V(false) such users get
-        no credential at all and the module fails rather than leave an account that
-        cannot log in. V(true) keeps the password in cleartext in the database file
-        (mode O(mode), root only); prefer GSSAPI where that is not acceptable.
+      - Not needed for SCRAM when C(scram_secret_generate) is on (SCRAM then
+        authenticates from its salted C(authPassword) verifier). When the
+        configured mechanisms store no verifier of their own, users get no
+        credential at all and the module fails rather than leave an account that
+        cannot log in. V(true) keeps the password in cleartext in the database
+        file (mode O(mode), root only).
     type: bool
     default: false
   mode:
@@ -111,6 +121,11 @@ users:
   type: list
   elements: str
   sample: [admin@kvmhost.example.org]
+realm:
+  description: The realm the users were managed in.
+  returned: always
+  type: str
+  sample: kvmhost.example.org
 actions:
   description: What was (or in check mode would be) done, without passwords.
   returned: always
@@ -151,6 +166,8 @@ def main():
         # binary_data: no newline appended, so it cannot become part of the password
         return module.run_command(argv, data=data, binary_data=True)
 
+    if not p['realm']:
+        p['realm'] = sasl.server_realm()
     db = sasl.SaslDb(run, p['path'], appname=p['appname'], realm=p['realm'],
                      saslpasswd=saslpasswd, listusers=listusers, exists=os.path.exists(p['path']),
                      store_plaintext=p['store_plaintext'])
@@ -165,7 +182,7 @@ def main():
         return '%s %s' % (action[0], action[1] if action[2] is None else '%s@%s' % (action[1], action[2]))
 
     before = sorted('%s@%s' % k for k in current)
-    result = dict(changed=bool(actions), actions=[label(a) for a in actions], users=before)
+    result = dict(changed=bool(actions), actions=[label(a) for a in actions], users=before, realm=p['realm'])
     if actions and not module.check_mode:
         try:
             sasl.apply(db, actions, p['users'])
@@ -177,8 +194,8 @@ def main():
         lost = sasl.missing_secrets(after, actions, p['realm'])
         if lost:
             module.fail_json(msg='saslpasswd2 stored no credential for %s: the mechanisms in /etc/sasl2/%s.conf '
-                                 'keep no verifier of their own (Cyrus SASL 2.1.28 SCRAM authenticates from the '
-                                 'cleartext userPassword). Use GSSAPI, or accept store_plaintext=true.'
+                                 'stored no verifier (for SCRAM, set "scram_secret_generate: yes" there), '
+                                 'or accept store_plaintext=true.'
                                  % (', '.join(lost), p['appname']), **result)
     if os.path.exists(p['path']) and not module.check_mode:
         file_args = module.load_file_common_arguments(dict(path=p['path'], mode=p['mode'], owner='root'))

@@ -3,10 +3,10 @@ import pytest
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import sasl
 
-LISTING = """admin@kvmhost.secvirt.test: cmusaslsecretSCRAM-SHA-256
-old@kvmhost.secvirt.test: cmusaslsecretSCRAM-SHA-256
+LISTING = """admin@kvmhost.secvirt.test: authPassword
+old@kvmhost.secvirt.test: authPassword
 leak@kvmhost.secvirt.test: userPassword
-leak@kvmhost.secvirt.test: cmusaslsecretSCRAM-SHA-256
+leak@kvmhost.secvirt.test: authPassword
 """
 
 
@@ -25,7 +25,7 @@ class FakeRun(object):
 
 def test_parse_list_groups_properties():
     users = sasl.parse_list(LISTING + "garbage line\n")
-    assert users[('leak', 'kvmhost.secvirt.test')] == {'userPassword', 'cmusaslsecretSCRAM-SHA-256'}
+    assert users[('leak', 'kvmhost.secvirt.test')] == {'userPassword', 'authPassword'}
     assert len(users) == 3
 
 
@@ -47,13 +47,33 @@ def test_plan_always_updates_and_exclusive_deletes_and_leaks_are_scrubbed():
     assert actions == [('scrub', 'leak', 'kvmhost.secvirt.test')]
 
 
-def test_plan_absent_and_realm_filter():
-    current = sasl.parse_list(LISTING + "admin@other: cmusaslsecretSCRAM-SHA-256\n")
+def test_absent_and_exclusive_reach_every_realm():
+    # a client can log in as user@realm with any realm the database holds, so
+    # state=absent and exclusive must not stop at the managed realm
+    current = sasl.parse_list(LISTING + "admin@other: authPassword\n")
     actions = sasl.plan(current, [{'name': 'admin', 'state': 'absent'}], False, 'on_create',
                         realm='other')
-    assert actions == [('delete', 'admin', 'other')]
+    assert actions == [('delete', 'admin', 'kvmhost.secvirt.test'), ('delete', 'admin', 'other')]
     actions = sasl.plan(current, [], True, 'on_create', realm='other')
-    assert actions == [('delete', 'admin', 'other')]
+    assert sorted(actions) == sorted(('delete',) + k for k in current)
+    # exclusive keeps the wanted user in the managed realm only
+    actions = sasl.plan(current, [{'name': 'admin', 'password': 'x'}], True, 'on_create',
+                        realm='other')
+    assert ('delete', 'admin', 'kvmhost.secvirt.test') in actions
+    assert ('delete', 'admin', 'other') not in actions
+    assert ('create', 'admin', 'other') not in actions
+
+
+def test_server_realm_is_the_canonical_name(monkeypatch):
+    monkeypatch.setattr(sasl.socket, 'gethostname', lambda: 'kvmhost')
+    monkeypatch.setattr(sasl.socket, 'getaddrinfo',
+                        lambda *a: [(2, 1, 6, 'kvmhost.secvirt.test', ('10.0.0.1', 0))])
+    assert sasl.server_realm() == 'kvmhost.secvirt.test'
+
+    def unresolvable(*a):
+        raise sasl.socket.gaierror('no such name')
+    monkeypatch.setattr(sasl.socket, 'getaddrinfo', unresolvable)
+    assert sasl.server_realm() == 'kvmhost'
 
 
 @pytest.mark.parametrize('wanted', [

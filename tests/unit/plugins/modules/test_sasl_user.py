@@ -27,7 +27,7 @@ key = name + "@" + realm
 if "-d" in args:
     users.pop(key, None)
 else:
-    users[key] = ["cmusaslsecretSCRAM-SHA-256"] + ([] if "-n" in args else ["userPassword"])
+    users[key] = ["authPassword"] + ([] if "-n" in args else ["userPassword"])
 json.dump(users, open(db, "w"))
 '''
 FAKE_LIST = r'''#!/usr/bin/env python3
@@ -49,8 +49,10 @@ def fake(tmp_path, monkeypatch):
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ["PATH"])
     monkeypatch.setenv("FAKE_SASL_LOG", str(tmp_path / "log"))
+    # the realm libvirtd would use on this "host"
+    monkeypatch.setattr(sasl_user.sasl, "server_realm", lambda: "host.test")
     db = tmp_path / "passwd.db"
-    db.write_text(json.dumps({"stale@host.test": ["userPassword", "cmusaslsecretSCRAM-SHA-256"]}))
+    db.write_text(json.dumps({"stale@host.test": ["userPassword", "authPassword"]}))
     return tmp_path
 
 
@@ -71,7 +73,7 @@ def test_create_exclusive_idempotent_and_secret_on_stdin(fake, capsys):
             "users": [{"name": "admin", "password": "TopSecret-1"}]}
     res = run(args, capsys)
     assert res["changed"] and res["users"] == ["admin@host.test"]
-    assert res["actions"] == ["create admin", "delete stale@host.test"]
+    assert res["actions"] == ["create admin@host.test", "delete stale@host.test"]
     log = calls(fake)
     create = [c for c in log if "-c" in c["argv"]][0]
     assert create["stdin"] == "TopSecret-1"
@@ -91,7 +93,7 @@ def test_check_mode_and_always(fake, capsys):
     assert "admin" in res["diff"]["after"]
     run({"path": str(db), "users": [{"name": "admin", "password": "x"}]}, capsys)
     res = run({"path": str(db), "users": [{"name": "admin", "password": "y"}], "update_password": "always"}, capsys)
-    assert res["changed"] and res["actions"] == ["update admin"]
+    assert res["changed"] and res["actions"] == ["update admin@host.test"]
 
 
 def test_cleartext_property_is_scrubbed(fake, capsys):

@@ -1,0 +1,189 @@
+"""Remote libvirt management, checked from the management station as a real client."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import testinfra.utils.ansible_runner
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+sys.path.insert(0, os.path.join(PROJECT, ".cache", "collections"))
+from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_conf  # noqa: E402
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+KVM = RUNNER.get_host(RUNNER.get_hosts("kvm_hosts")[0])
+STATION = RUNNER.get_host(RUNNER.get_hosts("management_stations")[0])
+PASSWORD = "Vm-Adm1n-s3cret-4f9b2c"  # molecule.yml group_vars, test only
+URI = "qemu+tls://kvmhost.secvirt.test/system"
+
+
+def virsh(uri, env="", user=None):
+    cmd = f"{env} timeout 90 virsh -c '{uri}' list --all </dev/null"
+    if user:
+        cmd = f"su - {user} -c \"{cmd}\""
+    return STATION.run(cmd)
+
+
+def auth_file(path, username, password, owner="root"):
+    STATION.run(
+        f"umask 077; printf '[credentials-t]\\nauthname=%s\\npassword=%s\\n\\n"
+        f"[auth-libvirt-kvmhost.secvirt.test]\\ncredentials=t\\n' '{username}' '{password}' > {path}; chown {owner} {path}")
+    return f"LIBVIRT_AUTH_FILE={path}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def good_pkipath():
+    # a pkipath dir holding the issued cert: the control for the refusal tests
+    STATION.run("mkdir -p /root/testpki/good && cp /etc/pki/CA/cacert.pem /root/testpki/good/cacert.pem && "
+                "cp /etc/pki/libvirt/clientcert.pem /root/testpki/good/ && "
+                "install -m 0600 /etc/pki/libvirt/private/clientkey.pem /root/testpki/good/")
+
+
+def test_issued_client_cert_and_sasl_login_can_manage_the_host():
+    for uri in (URI, "kvmhost", "qemu+tls://10.254.0.10/system", URI + "?pkipath=/root/testpki/good"):
+        res = virsh(uri)
+        assert res.rc == 0, (uri, res.stderr)
+        assert "Name" in res.stdout
+
+
+def test_client_cert_from_another_ca_is_refused():
+    res = virsh(URI + "?pkipath=/root/testpki/otherca")
+    assert res.rc != 0 and "Name" not in res.stdout
+
+
+def test_client_dn_not_in_allow_list_is_refused():
+    res = virsh(URI + "?pkipath=/root/testpki/baddn")
+    assert res.rc != 0 and "Name" not in res.stdout
+    journal = KVM.run("journalctl -u libvirtd.service --no-pager -n 200").stdout
+    assert "allowed clients" in journal or "not on the list" in journal
+
+
+def test_no_client_cert_is_refused():
+    assert STATION.run("test ! -e /root/testpki/nocert/clientcert.pem").rc == 0
+    res = virsh(URI + "?pkipath=/root/testpki/nocert")
+    assert res.rc != 0 and "Name" not in res.stdout
+
+
+def test_name_not_in_server_certificate_is_refused():
+    assert STATION.run("getent hosts kvmalias.secvirt.test").stdout.startswith("10.254.0.10")
+    res = virsh("qemu+tls://kvmalias.secvirt.test/system")
+    assert res.rc != 0
+    assert "does not match" in res.stderr
+
+
+def test_sasl_wrong_password_and_unknown_user_are_refused():
+    ok = virsh(URI, env=auth_file("/root/t-ok.conf", "admin", PASSWORD))
+    assert ok.rc == 0, ok.stderr
+    wrong = virsh(URI, env=auth_file("/root/t-wrong.conf", "admin", "not-the-password"))
+    assert wrong.rc != 0 and "Name" not in wrong.stdout
+    unknown = virsh(URI, env=auth_file("/root/t-unknown.conf", "mallory", PASSWORD))
+    assert unknown.rc != 0 and "Name" not in unknown.stdout
+    stale = virsh(URI, env=auth_file("/root/t-stale.conf", "stale", "stale-pass"))
+    assert stale.rc != 0  # removed by exclusive mode
+    STATION.run("rm -f /root/t-*.conf")
+
+
+def test_per_user_certificates_let_a_normal_user_connect():
+    home = "/home/operator/.pki/libvirt"
+    key = STATION.file(f"{home}/clientkey.pem")
+    assert key.user == "operator" and key.mode == 0o600
+    assert STATION.file("/home/operator/.pki").mode == 0o700
+    env = auth_file("/tmp/op-auth.conf", "admin", PASSWORD, owner="operator")
+    res = virsh(URI, env=env, user="operator")
+    STATION.run("rm -f /tmp/op-auth.conf")
+    assert res.rc == 0, res.stderr
+
+
+def test_station_files():
+    conf = libvirt_conf.values(STATION.file("/etc/libvirt/libvirt.conf").content_string)
+    assert conf["uri_aliases"] == ["kvmhost=qemu+tls://kvmhost.secvirt.test/system"]
+    auth = STATION.file("/root/.config/libvirt/auth.conf")
+    assert auth.mode == 0o600 and auth.user == "root"
+    assert STATION.file("/etc/pki/libvirt/private/clientkey.pem").mode == 0o600
+    assert STATION.package("libvirt-clients").is_installed
+    assert not STATION.package("libvirt-daemon-system").is_installed
+
+
+def test_daemon_configuration_is_what_was_asked():
+    conf = libvirt_conf.values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
+    assert conf["tls_no_verify_certificate"] == 0
+    assert conf["tls_allowed_dn_list"] == ["C=DE,O=secvirt,OU=operators,CN=*"]
+    assert conf["auth_tls"] == "sasl" and conf["auth_tcp"] == "sasl"
+    assert conf["cert_file"] == "/etc/pki/libvirt/servercert.pem"
+    sasl = KVM.file("/etc/sasl2/libvirt.conf").content_string
+    assert "mech_list: scram-sha-256" in sasl
+    assert "scram_secret_generate: yes" in sasl
+    assert "--listen" not in KVM.run("grep -v '^#' /etc/default/libvirtd").stdout
+
+
+def test_only_the_tls_socket_listens():
+    assert KVM.service("libvirtd-tls.socket").is_enabled
+    assert KVM.service("libvirtd-tls.socket").is_running
+    assert not KVM.service("libvirtd-tcp.socket").is_running
+    assert KVM.run("ss -Hltn 'sport = :16514'").stdout.strip()
+    assert not KVM.run("ss -Hltn 'sport = :16509'").stdout.strip()
+    # and from the station, 16509 is closed
+    res = STATION.run("timeout 5 bash -c 'exec 3<>/dev/tcp/10.254.0.10/16509'")
+    assert res.rc != 0
+
+
+def test_firewall_lets_only_the_management_network_in():
+    table = KVM.check_output("nft list table inet secvirt_libvirt_remote")
+    assert "10.254.0.11" in table and "16514" in table
+    assert KVM.run("nft -c -f /etc/nftables.conf").rc == 0
+    assert 'include "/etc/nftables.d/secvirt-libvirt-remote.nft"' in KVM.file("/etc/nftables.conf").content_string
+    assert KVM.service("nftables.service").is_enabled
+    # a second address on the station, outside the management CIDR: dropped (timeout, not refused)
+    STATION.run("ip addr add 10.254.0.99/24 dev eth2")
+    try:
+        probe = ("python3 -c \"import socket; s=socket.socket(); s.settimeout(4); s.bind(('{src}',0));"
+                 "s.connect(('10.254.0.10',16514)); print('open')\"")
+        assert STATION.run(probe.format(src="10.254.0.11")).stdout.strip() == "open"
+        blocked = STATION.run(probe.format(src="10.254.0.99"))
+        assert blocked.rc != 0 and "timed out" in blocked.stderr
+    finally:
+        STATION.run("ip addr del 10.254.0.99/24 dev eth2")
+
+
+def test_sasl_database_is_root_only_and_password_is_nowhere_else_on_disk():
+    db = KVM.file("/etc/libvirt/passwd.db")
+    assert db.mode == 0o600 and db.user == "root"
+    users = KVM.check_output("sasldblistusers2 -f /etc/libvirt/passwd.db")
+    assert "admin@" in users and "stale@" not in users
+    # only the salted SCRAM verifier: no cleartext userPassword property
+    assert "authPassword" in users and "userPassword" not in users, users
+    # and the password is nowhere on the host: not in the sasldb, logs,
+    # journals, ansible temp files or configs
+    found = KVM.run(f"grep -rlaF --exclude-dir=archives -- '{PASSWORD}' /etc /var /root /tmp /home /run /srv /opt /usr/local")
+    assert found.stdout.split() == [], found.stdout
+
+
+def test_failed_restart_restores_the_previous_configuration():
+    before = KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf")
+    playbook = """
+- hosts: kvm_hosts
+  gather_facts: true
+  roles:
+    - role: secvirt.kvm.libvirt_remote
+      vars:
+        libvirt_remote_server_cert: /etc/hostname   # exists, but is no certificate
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=HERE, delete=False) as handle:
+        handle.write(playbook)
+    try:
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".cache", "collections"))
+        proc = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], handle.name],
+                              env=env, capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        os.unlink(handle.name)
+    output = proc.stdout + proc.stderr  # ansible-core 2.19 prints task errors on stderr
+    assert proc.returncode != 0, output[-3000:]
+    # the YAML result format folds long messages: compare with whitespace collapsed
+    flat = " ".join(output.split())
+    assert "were restored" in flat and "rescued=1" in flat, output[-3000:]
+    assert KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf") == before
+    # libvirtd exits when idle (--timeout 120) and is socket-activated again
+    assert KVM.run("virsh -c qemu:///system uri").rc == 0
+    assert virsh(URI).rc == 0
