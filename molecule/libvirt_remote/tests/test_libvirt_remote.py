@@ -160,30 +160,70 @@ def test_sasl_database_is_root_only_and_password_is_nowhere_else_on_disk():
     assert found.stdout.split() == [], found.stdout
 
 
-def test_failed_restart_restores_the_previous_configuration():
-    before = KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf")
+def run_role(extra_vars=""):
+    """Run the role again on the KVM host with ansible-playbook, as an operator would."""
     playbook = """
 - hosts: kvm_hosts
   gather_facts: true
   roles:
     - role: secvirt.kvm.libvirt_remote
       vars:
-        libvirt_remote_server_cert: /etc/hostname   # exists, but is no certificate
-"""
+        {extra}
+""".format(extra=extra_vars or "libvirt_remote_daemon_mode: auto")
     with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=HERE, delete=False) as handle:
         handle.write(playbook)
     try:
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".cache", "collections"))
         proc = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], handle.name],
-                              env=env, capture_output=True, text=True, timeout=600, check=False)
+                              env=env, capture_output=True, text=True, timeout=900, check=False)
     finally:
         os.unlink(handle.name)
-    output = proc.stdout + proc.stderr  # ansible-core 2.19 prints task errors on stderr
-    assert proc.returncode != 0, output[-3000:]
+    return proc.returncode, proc.stdout + proc.stderr  # ansible-core 2.19 prints task errors on stderr
+
+
+def test_failed_restart_restores_the_previous_configuration():
+    before = KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf")
+    # exists, but is no certificate
+    rc, output = run_role("libvirt_remote_server_cert: /etc/hostname")
+    assert rc != 0, output[-3000:]
     # the YAML result format folds long messages: compare with whitespace collapsed
     flat = " ".join(output.split())
     assert "were restored" in flat and "rescued=1" in flat, output[-3000:]
+    # a failed start takes libvirtd's sockets down: the rollback brings them back
+    assert "listening again" in flat and "NOT listening" not in flat, output[-3000:]
     assert KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf") == before
     # libvirtd exits when idle (--timeout 120) and is socket-activated again
     assert KVM.run("virsh -c qemu:///system uri").rc == 0
     assert virsh(URI).rc == 0
+
+
+def test_with_firewalld_running_the_role_uses_firewalld_rich_rules():
+    # last test: it changes the host's firewall for good
+    install = KVM.run("DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q firewalld "
+                      "&& systemctl enable --now firewalld")
+    assert install.rc == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    # a stray rule that opens 16514 to everyone, as an operator might have added
+    KVM.check_output("firewall-cmd --permanent --add-port=16514/tcp && firewall-cmd --add-port=16514/tcp")
+    rc, output = run_role()
+    assert rc == 0, output[-3000:]
+    wanted = ['rule family="ipv4" source address="10.254.0.11/32" port port="16514" protocol="tcp" accept']
+    for scope in ("", "--permanent "):
+        zone = f"firewall-cmd {scope}--zone=public"
+        assert KVM.check_output(f"{zone} --list-rich-rules").splitlines() == wanted
+        assert "16514" not in KVM.check_output(f"{zone} --list-ports")
+        assert "ssh" in KVM.check_output(f"{zone} --list-services").split()
+    # our nftables table is gone, runtime and boot
+    assert KVM.run("nft list table inet secvirt_libvirt_remote").rc != 0
+    assert "secvirt-libvirt-remote" not in KVM.file("/etc/nftables.conf").content_string
+    STATION.run("ip addr add 10.254.0.99/24 dev eth2")
+    try:
+        probe = ("python3 -c \"import socket; s=socket.socket(); s.settimeout(4); s.bind(('{src}',0));"
+                 "s.connect(('10.254.0.10',16514)); print('open')\"")
+        assert STATION.run(probe.format(src="10.254.0.11")).stdout.strip() == "open"
+        blocked = STATION.run(probe.format(src="10.254.0.99"))
+        assert blocked.rc != 0 and "open" not in blocked.stdout
+    finally:
+        STATION.run("ip addr del 10.254.0.99/24 dev eth2")
+    assert virsh(URI).rc == 0
+    rc, output = run_role()
+    assert rc == 0 and " changed=0 " in " ".join(output.split()) + " ", output[-3000:]

@@ -81,7 +81,8 @@ def scram_login(d, user, password, timeout=30):
                 transcript += data
                 for msg in re.findall(rb"^S: (\S*)$", data, re.M):
                     os.write(fd, b"S: " + msg + b"\n")
-                if b"Negotiation complete" in transcript or b"failure" in transcript:
+                # the server names the user right after "Negotiation complete"
+                if re.search(rb"Username: \S+\n", transcript) or b"failure" in transcript:
                     break
     finally:
         server.kill()
