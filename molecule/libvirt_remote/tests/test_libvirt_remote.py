@@ -129,22 +129,28 @@ def test_only_the_tls_socket_listens():
     assert res.rc != 0
 
 
+def connect_16514_from_inside_and_outside():
+    """Connect from the station to 16514 from its management address and from a
+    second address outside the management CIDR; return both results."""
+    probe = ("python3 -c \"import socket; s=socket.socket(); s.settimeout(4); s.bind(('{src}',0));"
+             "s.connect(('10.254.0.10',16514)); print('open')\"")
+    STATION.run("ip addr add 10.254.0.99/24 dev eth2")
+    try:
+        return STATION.run(probe.format(src="10.254.0.11")), STATION.run(probe.format(src="10.254.0.99"))
+    finally:
+        STATION.run("ip addr del 10.254.0.99/24 dev eth2")
+
+
 def test_firewall_lets_only_the_management_network_in():
     table = KVM.check_output("nft list table inet secvirt_libvirt_remote")
     assert "10.254.0.11" in table and "16514" in table
     assert KVM.run("nft -c -f /etc/nftables.conf").rc == 0
     assert 'include "/etc/nftables.d/secvirt-libvirt-remote.nft"' in KVM.file("/etc/nftables.conf").content_string
     assert KVM.service("nftables.service").is_enabled
-    # a second address on the station, outside the management CIDR: dropped (timeout, not refused)
-    STATION.run("ip addr add 10.254.0.99/24 dev eth2")
-    try:
-        probe = ("python3 -c \"import socket; s=socket.socket(); s.settimeout(4); s.bind(('{src}',0));"
-                 "s.connect(('10.254.0.10',16514)); print('open')\"")
-        assert STATION.run(probe.format(src="10.254.0.11")).stdout.strip() == "open"
-        blocked = STATION.run(probe.format(src="10.254.0.99"))
-        assert blocked.rc != 0 and "timed out" in blocked.stderr
-    finally:
-        STATION.run("ip addr del 10.254.0.99/24 dev eth2")
+    # outside the management CIDR: dropped (timeout, not refused)
+    allowed, blocked = connect_16514_from_inside_and_outside()
+    assert allowed.stdout.strip() == "open"
+    assert blocked.rc != 0 and "timed out" in blocked.stderr
 
 
 def test_sasl_database_is_root_only_and_password_is_nowhere_else_on_disk():
@@ -215,15 +221,9 @@ def test_with_firewalld_running_the_role_uses_firewalld_rich_rules():
     # our nftables table is gone, runtime and boot
     assert KVM.run("nft list table inet secvirt_libvirt_remote").rc != 0
     assert "secvirt-libvirt-remote" not in KVM.file("/etc/nftables.conf").content_string
-    STATION.run("ip addr add 10.254.0.99/24 dev eth2")
-    try:
-        probe = ("python3 -c \"import socket; s=socket.socket(); s.settimeout(4); s.bind(('{src}',0));"
-                 "s.connect(('10.254.0.10',16514)); print('open')\"")
-        assert STATION.run(probe.format(src="10.254.0.11")).stdout.strip() == "open"
-        blocked = STATION.run(probe.format(src="10.254.0.99"))
-        assert blocked.rc != 0 and "open" not in blocked.stdout
-    finally:
-        STATION.run("ip addr del 10.254.0.99/24 dev eth2")
+    allowed, blocked = connect_16514_from_inside_and_outside()
+    assert allowed.stdout.strip() == "open"
+    assert blocked.rc != 0 and "open" not in blocked.stdout
     assert virsh(URI).rc == 0
     rc, output = run_role()
     assert rc == 0 and " changed=0 " in " ".join(output.split()) + " ", output[-3000:]
