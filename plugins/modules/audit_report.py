@@ -155,7 +155,9 @@ from ansible_collections.secvirt.kvm.plugins.module_utils import audit_events
 def run_ausearch(module, ausearch, base, selector):
     cmd = [ausearch] + base + selector
     rc, out, err = module.run_command(cmd, environ_update=dict(LC_ALL='C', LANG='C'))
-    if rc == 1 and '<no matches>' in (err + out):
+    # ausearch exits 1 when nothing matches; it says "<no matches>", except
+    # with --raw, where it prints nothing at all. Real errors print a reason.
+    if rc == 1 and ('<no matches>' in (err + out) or not (err + out).strip()):
         return cmd, ''
     if rc != 0:
         module.fail_json(msg='%s failed (rc=%d): %s' % (' '.join(cmd), rc, (err or out).strip()))

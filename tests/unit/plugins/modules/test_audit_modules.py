@@ -143,6 +143,10 @@ def test_report_no_matches_and_errors(tmp_path, monkeypatch, capsys):
     fake_tool(tmp_path, monkeypatch, "ausearch", "echo '<no matches>' >&2; exit 1\n")
     res = run(audit_report, {}, capsys)
     assert res["events"] == [] and res["counts"]["total"] == 0 and not res["truncated"]
+    # with --raw, Debian 12's ausearch 3.0.9 says nothing at all when nothing matches
+    fake_tool(tmp_path, monkeypatch, "ausearch", "exit 1\n")
+    res = run(audit_report, {}, capsys)
+    assert not res.get("failed") and res["events"] == [] and res["counts"]["total"] == 0
     fake_tool(tmp_path, monkeypatch, "ausearch", "echo 'Invalid start date' >&2; exit 1\n")
     res = run(audit_report, {}, capsys)
     assert res["failed"] and "Invalid start date" in res["msg"]
