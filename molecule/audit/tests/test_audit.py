@@ -281,13 +281,13 @@ def test_locked_rules_cannot_change_and_survive_a_reboot():
     assert status()["enabled"] == "2"
     rules = listed()
     assert set(ALL_KEYS) <= set(re.findall(r"virt_[a-z_]+", "\n".join(rules)))  # all groups back
-    # The kernel must refuse every change. What is checked is the effect:
-    # auditctl's exit code is no signal (3.0.9 exited 0 for the -w here).
-    add = HOST.run("auditctl -w /tmp -p wa -k virt_sneaky")
+    # The kernel must refuse every change. What is checked is the effect;
+    # "|| true": auditctl exits 255 here, which testinfra takes for an ssh error.
+    add = HOST.run("auditctl -w /tmp -p wa -k virt_sneaky || true")
     assert "virt_sneaky" not in "\n".join(listed()), add
-    HOST.run("auditctl -D")
-    HOST.run("auditctl -e 1")
-    HOST.run("auditctl -b 64")
+    HOST.run("auditctl -D || true")
+    HOST.run("auditctl -e 1 || true")
+    HOST.run("auditctl -b 64 || true")
     assert listed() == rules
     assert status()["enabled"] == "2" and status()["backlog_limit"] == "16384"
     # a re-run of the role while locked changes nothing and does not fail
