@@ -7,10 +7,14 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
+import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = os.environ.get("MOLECULE_SCENARIO_DIRECTORY", os.path.dirname(os.path.dirname(__file__)))
@@ -83,19 +87,8 @@ def ausearch(args, since):
 
 
 def ansible_module(module, args, timeout=900):
-    """Run one module on the VM with the ansible CLI and return its result.
-
-    (testinfra's host.ansible() reads `ansible --tree` files, which the
-    molecule environment of ansible-core 2.19 leaves empty.)
-    """
-    env = dict(os.environ, ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run(["ansible", "kvmhost", "-i", INVENTORY, "-m", module, "-a", args],
-                          capture_output=True, text=True, env=env, timeout=timeout, check=False)
-    head, sep, body = proc.stdout.partition(" => ")
-    assert sep, proc.stdout[-2000:] + proc.stderr[-2000:]
-    result = json.loads(body)
-    result["failed"] = result.get("failed", False) or ("SUCCESS" not in head and "CHANGED" not in head)
-    return result
+    """Run one module on the VM with the ansible CLI and return its result."""
+    return ansible_cli.run_module("kvmhost", module, args, timeout=timeout)
 
 
 def converge(*extra, expect_failure=False):

@@ -6,12 +6,14 @@ ansible.builtin.reboot, which proves the configuration is persistent.
 """
 import json
 import os
-import subprocess
 import sys
 import time
 
 import pytest
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
+import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -27,10 +29,8 @@ ENDPOINT_IP = {("kvmhost", "a"): "198.51.100.1", ("kvmpeer", "a"): "198.51.100.2
 
 
 def reboot_all():
-    ansible = os.path.join(os.path.dirname(sys.executable), "ansible")
     started = time.monotonic()
-    subprocess.run([ansible, "kvm_hosts", "-i", INVENTORY, "-m", "ansible.builtin.reboot",
-                    "-a", "reboot_timeout=900 post_reboot_delay=5"], check=True)
+    ansible_cli.reboot("kvm_hosts")
     print("rebooted both VMs in %.0fs" % (time.monotonic() - started))
 
 

@@ -1,0 +1,76 @@
+"""Run Ansible modules on a scenario's VMs from a testinfra test.
+
+testinfra's ``host.ansible()`` reads the files that ``ansible --tree`` writes;
+under ansible-core 2.19 in molecule's environment they stay empty, so the
+tests call the ``ansible`` CLI themselves and parse its JSON result.
+
+Scenario tests import this file with::
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
+    import ansible_cli
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+
+
+def _env():
+    return dict(os.environ, ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1",
+                ANSIBLE_FORCE_COLOR="0")
+
+
+def _ansible():
+    # the ansible of the virtualenv that runs pytest, not one from PATH
+    sibling = os.path.join(os.path.dirname(sys.executable), "ansible")
+    return sibling if os.path.exists(sibling) else "ansible"
+
+
+_HEAD = re.compile(r"^(\S+) \| ([A-Z]+!?) => ", re.M)
+
+
+def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=900):
+    """Run one module on the hosts matching ``pattern``; return {host: result}.
+
+    ``args`` is a dict (sent as JSON) or a ``k=v`` string. Each result's
+    ``failed`` is set from the CLI's status word as well as from the result.
+    """
+    if isinstance(args, dict):
+        args = json.dumps(args)
+    cmd = [_ansible(), pattern, "-i", INVENTORY, "-m", module]
+    if args:
+        cmd += ["-a", args]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout, check=False)
+    results = {}
+    decoder = json.JSONDecoder()
+    for head in _HEAD.finditer(proc.stdout):
+        # --diff prints the diff after the JSON document: decode that document only
+        result, _end = decoder.raw_decode(proc.stdout, head.end())
+        result["failed"] = bool(result.get("failed")) or head.group(2) not in ("SUCCESS", "CHANGED")
+        results[head.group(1)] = result
+    if not results:
+        raise AssertionError("no module result from %s:\n%s\n%s" % (module, proc.stdout[-2000:], proc.stderr[-2000:]))
+    return results
+
+
+def run_module(host, module, args=None, check=False, diff=False, timeout=900):
+    """Run one module on one host and return its result dict."""
+    results = run_module_all(host, module, args, check=check, diff=diff, timeout=timeout)
+    assert len(results) == 1, "%s matched %s" % (host, sorted(results))
+    return next(iter(results.values()))
+
+
+def reboot(pattern, timeout=900):
+    """Reboot the matching hosts with ansible.builtin.reboot; fail the test if any does not return."""
+    results = run_module_all(pattern, "ansible.builtin.reboot",
+                             "reboot_timeout=%d post_reboot_delay=5" % timeout, timeout=timeout + 120)
+    for host, result in results.items():
+        assert not result["failed"], (host, result)
+    return results
