@@ -80,6 +80,12 @@ options:
         Set V(false) to store it anyway, for example for a guest that will migrate.
     type: bool
     default: true
+notes:
+  - A static DAC label's group must be able to enter libvirt's per-guest directories. Debian keeps
+    C(/var/lib/libvirt/qemu) at mode 0750, owned by C(libvirt-qemu:libvirt-qemu), so on Debian give the
+    guest its own uid with the C(libvirt-qemu) group (C(+970:+<gid of libvirt-qemu>)). With a group of
+    its own, qemu cannot open its C(master-key.aes) there and the guest fails to start (seen with
+    libvirt 9.0 on Debian 12).
 seealso:
   - name: libvirt security label XML
     description: The seclabel element.
@@ -96,12 +102,12 @@ EXAMPLES = r'''
     imagelabel: system_u:object_r:svirt_image_t:s0:c32,c256
     relabel: true
 
-- name: Run web01's qemu as a dedicated user (DAC)
+- name: Run web01's qemu as a dedicated user in the libvirt-qemu group (DAC, Debian)
   secvirt.kvm.seclabel:
     domain: web01
     model: dac
     type: static
-    label: "+970:+970"
+    label: "svirt-web01:libvirt-qemu"
     relabel: false
   register: web01_label
 
