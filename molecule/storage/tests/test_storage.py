@@ -10,12 +10,15 @@ import re
 import shlex
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 import testinfra.utils.ansible_runner
-from testinfra.modules.ansible import AnsibleException
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
+import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 HOSTS = RUNNER.get_hosts("kvm_hosts")
@@ -30,19 +33,31 @@ VIRSH = "virsh --connect qemu:///system "
 
 @pytest.fixture(scope="module", params=HOSTS)
 def host(request):
-    return RUNNER.get_host(request.param)
+    machine = RUNNER.get_host(request.param)
+    machine.inventory_name = request.param
+    return machine
 
 
 @pytest.fixture(scope="module")
 def secrets(host):
-    found = {k: v for k, v in host.ansible.get_variables().items() if k.startswith("secvirt_test_")}
+    found = {k: v for k, v in RUNNER.get_variables(host.inventory_name).items() if k.startswith("secvirt_test_")}
     assert len(found) == 5
     return found
 
 
 def module(host, name, args, check=False):
-    """Run one of our modules ad hoc; the arguments travel as JSON, not argv on the VM."""
-    return host.ansible(name, json.dumps(args), check=check)
+    """Run one of our modules ad hoc; it must succeed. The arguments travel as
+    JSON through Ansible's pipelined module input, not as argv on the VM."""
+    result = ansible_cli.run_module(host.inventory_name, name, args, check=check)
+    assert not result["failed"], result
+    return result
+
+
+def refused(host, name, args, check=False):
+    """Run one of our modules ad hoc; it must fail. Returns its result."""
+    result = ansible_cli.run_module(host.inventory_name, name, args, check=check)
+    assert result["failed"], result
+    return result
 
 
 def unlocks(host, device, passphrase):
@@ -137,18 +152,16 @@ def test_nested_guest_runs_on_the_encrypted_volume(host):
 
 
 def test_closing_a_volume_a_running_guest_uses_is_refused(host, secrets):
-    with pytest.raises(AnsibleException) as err:
-        module(host, "secvirt.kvm.luks_volume", dict(name="kvm01", device=KVM01_LV, state="closed",
-                                                     passphrase=secrets["secvirt_test_passphrase_kvm01"], **KDF))
-    assert "guest(s) kvm01 still use /dev/mapper/kvm01" in err.value.result["msg"]
+    err = refused(host, "secvirt.kvm.luks_volume", dict(name="kvm01", device=KVM01_LV, state="closed",
+                                                        passphrase=secrets["secvirt_test_passphrase_kvm01"], **KDF))
+    assert "guest(s) kvm01 still use /dev/mapper/kvm01" in err["msg"]
     assert host.run("cryptsetup status kvm01").rc == 0
 
 
 def test_migrating_a_running_guest_is_refused(host):
-    with pytest.raises(AnsibleException) as err:
-        module(host, "secvirt.kvm.guest_disk", dict(domain="kvm01", target="vda", dev="/dev/mapper/vault01"))
-    assert "refusing to move disk vda of guest kvm01" in err.value.result["msg"]
-    assert "shut it down first" in err.value.result["msg"]
+    err = refused(host, "secvirt.kvm.guest_disk", dict(domain="kvm01", target="vda", dev="/dev/mapper/vault01"))
+    assert "refusing to move disk vda of guest kvm01" in err["msg"]
+    assert "shut it down first" in err["msg"]
 
 
 # --- signatures and force -------------------------------------------------
@@ -158,9 +171,8 @@ def test_device_with_a_signature_is_not_formatted_without_force(host, secrets):
         host.run_expect([0], "wipefs -aq %s && mkfs.ext4 -q %s" % (SCRATCH_LV, SCRATCH_LV))
     args = dict(name="scratch", device=SCRATCH_LV, state="closed",
                 passphrase=secrets["secvirt_test_passphrase_scratch"], **KDF)
-    with pytest.raises(AnsibleException) as err:
-        module(host, "secvirt.kvm.luks_volume", args)
-    assert "refusing to format %s: it holds ext4 filesystem" % SCRATCH_LV in err.value.result["msg"]
+    err = refused(host, "secvirt.kvm.luks_volume", args)
+    assert "refusing to format %s: it holds ext4 filesystem" % SCRATCH_LV in err["msg"]
     assert host.check_output("blkid -p -s TYPE -o value %s" % SCRATCH_LV) == "ext4"
 
     forced = module(host, "secvirt.kvm.luks_volume", dict(args, force=True))
@@ -214,6 +226,10 @@ def check(host, path, fmt, limit="1G"):
     return module(host, "secvirt.kvm.image_check", dict(path=path, format=fmt, max_virtual_size=limit), check=True)
 
 
+def check_refused(host, path, fmt, limit="1G"):
+    return refused(host, "secvirt.kvm.image_check", dict(path=path, format=fmt, max_virtual_size=limit), check=True)
+
+
 def test_image_check_accepts_a_good_image(host, images):
     result = check(host, images + "/good.qcow2", "qcow2")
     assert result["accepted"] and result["reasons"] == []
@@ -229,17 +245,16 @@ def test_image_check_accepts_a_good_image(host, images):
     ("link.qcow2", "qcow2", "symbolic link"),
 ])
 def test_image_check_rejects(host, images, name, fmt, reason):
-    with pytest.raises(AnsibleException) as err:
-        check(host, "%s/%s" % (images, name), fmt)
-    assert err.value.result["accepted"] is False
-    assert any(reason in r for r in err.value.result["reasons"]), err.value.result["reasons"]
+    err = check_refused(host, "%s/%s" % (images, name), fmt)
+    assert err["accepted"] is False
+    assert any(reason in r for r in err["reasons"]), err["reasons"]
 
 
 # --- header backups --------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["kvm01", "vault01"])
 def test_luks_header_backup_fetched_to_the_controller_only(host, name):
-    path = os.path.join(EPHEMERAL, "luks-headers", host.backend.host, "%s.luksheader" % name)
+    path = os.path.join(EPHEMERAL, "luks-headers", host.inventory_name, "%s.luksheader" % name)
     st = os.stat(path)
     assert stat.S_IMODE(st.st_mode) == 0o600
     assert st.st_size >= 16 * MIB
@@ -267,7 +282,7 @@ def playbook(tmp, volume_vars):
 def run_playbook(path):
     proc = subprocess.run(["ansible-playbook", "-vvv", "-i", os.environ["MOLECULE_INVENTORY_FILE"], path],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                          env=os.environ.copy(), check=False)
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"), check=False)
     assert proc.returncode == 0, proc.stdout[-4000:]
     return proc.stdout
 
