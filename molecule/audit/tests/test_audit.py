@@ -3,7 +3,6 @@
 The tests run in file order; the last one locks the rules with -e 2 and
 reboots the VM, so it must stay last.
 """
-import json
 import os
 import re
 import subprocess
