@@ -32,7 +32,7 @@ def _ansible():
 _HEAD = re.compile(r"^(\S+) \| ([A-Z]+!?) => ", re.M)
 
 
-def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=900):
+def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=900, extra_vars=None):
     """Run one module on the hosts matching ``pattern``; return {host: result}.
 
     ``args`` is a dict (sent as JSON) or a ``k=v`` string. Each result's
@@ -47,6 +47,8 @@ def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=
         cmd.append("--check")
     if diff:
         cmd.append("--diff")
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout, check=False)
     results = {}
     decoder = json.JSONDecoder()
@@ -60,9 +62,9 @@ def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=
     return results
 
 
-def run_module(host, module, args=None, check=False, diff=False, timeout=900):
+def run_module(host, module, args=None, check=False, diff=False, timeout=900, extra_vars=None):
     """Run one module on one host and return its result dict."""
-    results = run_module_all(host, module, args, check=check, diff=diff, timeout=timeout)
+    results = run_module_all(host, module, args, check=check, diff=diff, timeout=timeout, extra_vars=extra_vars)
     assert len(results) == 1, "%s matched %s" % (host, sorted(results))
     return next(iter(results.values()))
 

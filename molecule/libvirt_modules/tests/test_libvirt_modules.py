@@ -35,8 +35,8 @@ def module(module_name, check=False, diff=False, **args):
     return result
 
 
-def module_fails(module_name, **args):
-    result = ansible_cli.run_module(HOST_NAME, f"secvirt.kvm.{module_name}", args)
+def module_fails(module_name, extra_vars=None, **args):
+    result = ansible_cli.run_module(HOST_NAME, f"secvirt.kvm.{module_name}", args, extra_vars=extra_vars)
     assert result["failed"], result
     return result
 
@@ -296,3 +296,26 @@ def test_limits_check_mode_and_diff():
     assert result["changed"] and result["config_changed"] and result["live_changed"]
     assert re.search(r"cpu_shares\s*:\s*512", sh(f"virsh schedinfo {GUEST}"))
     assert not module("domain_limits", domain=GUEST, cpu_shares=512, memory_hard_limit="512MiB")["changed"]
+
+
+# ------------------------------------------------------------------ errors
+
+def test_clear_error_when_the_daemon_is_not_there():
+    # a libvirt URI whose socket does not exist: what a host without a running
+    # daemon gives (stopping the real one would also stop the nested guest)
+    result = module_fails("nwfilter_info", uri="qemu:///system?socket=/run/secvirt-no-such-libvirt-sock")
+    assert "cannot connect to libvirt at qemu:///system?socket=/run/secvirt-no-such-libvirt-sock" in result["msg"]
+    assert "the daemon is not running or its socket is missing" in result["msg"], result["msg"]
+
+
+def test_clear_error_when_libvirt_python_is_missing():
+    # Python without site-packages: the same interpreter, but no python3-libvirt
+    HOST.run_expect([0], "printf '#!/bin/sh\\nexec /usr/bin/python3 -S \"$@\"\\n' > /root/python3-nosite"
+                         " && chmod 0755 /root/python3-nosite")
+    assert HOST.run("/root/python3-nosite -c 'import libvirt'").rc != 0
+    for name, args in (("nwfilter", {"name": "x-missing", "chain": "ipv4"}),
+                       ("seclabel", {"domain": GUEST, "model": "dac", "type": "dynamic"}),
+                       ("domain_limits", {"domain": GUEST, "cpu_shares": 512})):
+        result = module_fails(name, extra_vars={"ansible_python_interpreter": "/root/python3-nosite"}, **args)
+        assert "python3-libvirt" in result["msg"], (name, result["msg"])
+    assert "x-missing" not in sh("virsh nwfilter-list")
