@@ -57,6 +57,9 @@ def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=
         result, _end = decoder.raw_decode(proc.stdout, head.end())
         result["failed"] = bool(result.get("failed")) or head.group(2) not in ("SUCCESS", "CHANGED")
         results[head.group(1)] = result
+    for result in results.values():
+        # what the CLI printed (with --diff, the diff as an operator sees it)
+        result["_cli_stdout"] = proc.stdout
     if not results:
         raise AssertionError("no module result from %s:\n%s\n%s" % (module, proc.stdout[-2000:], proc.stderr[-2000:]))
     return results

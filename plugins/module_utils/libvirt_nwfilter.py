@@ -89,6 +89,11 @@ def list_nwfilters(conn, name=None):
     return {'changed': False, 'filters': filters, 'bindings': nwfilter_bindings(conn)}
 
 
+def _diff_text(xml):
+    """A filter as --diff shows it: canonical (libvirt's defaults explicit, no uuid), indented."""
+    return lx.to_string(lx.parse_xml(lx.canonical_nwfilter(xml)))
+
+
 def run_nwfilter(conn, params, check_mode=False):
     """state=present|absent for one filter; returns the module result."""
     state = params.get('state') or 'present'
@@ -142,7 +147,9 @@ def run_nwfilter(conn, params, check_mode=False):
         wanted.insert(0, node)
     after_text = lx.to_string(wanted)
     result['xml'] = after_text
-    result['diff'] = lx.diff_dict(lx.to_string(lx.parse_xml(before)) if before else '', after_text,
+    # the diff compares canonical forms, so that defaults libvirt adds (chain
+    # and rule priorities) and the uuid do not show up as changes
+    result['diff'] = lx.diff_dict(_diff_text(before) if before else '', _diff_text(wanted),
                                   'filter %s (defined)' % name, 'filter %s (wanted)' % name)
     if before and lx.canonical_nwfilter(before) == lx.canonical_nwfilter(wanted):
         result['xml'] = before

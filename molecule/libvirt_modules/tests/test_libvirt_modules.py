@@ -96,8 +96,13 @@ def test_filter_lifecycle_define_update_check_mode_undefine():
     # check mode predicts the update and leaves the filter alone
     update = dict(name=name, chain="ipv4",
                   rules=[{"action": "drop", "direction": "out", "protocol": "udp", "match": {"dstportstart": 5353}}])
-    predicted = module("nwfilter", check=True, **update)
+    predicted = module("nwfilter", check=True, diff=True, **update)
     assert predicted["changed"]
+    # --diff shows the filter's XML before and after: the port, and nothing
+    # of what libvirt added on its own (chain and rule priorities, uuid)
+    lines = predicted["_cli_stdout"].splitlines()
+    assert [ln.strip() for ln in lines if ln.startswith("-") and not ln.startswith("---")] == ['<udp dstportstart="53" />']
+    assert [ln.strip() for ln in lines if ln.startswith("+") and not ln.startswith("+++")] == ['<udp dstportstart="5353" />']
     assert "dstportstart='53'" in sh(f"virsh nwfilter-dumpxml {name}")
     assert module("nwfilter", **update)["changed"]
     dumped = sh(f"virsh nwfilter-dumpxml {name}")
@@ -292,8 +297,10 @@ def test_interface_bandwidth(tapdev):
 
 
 def test_limits_check_mode_and_diff():
-    result = module("domain_limits", check=True, domain=GUEST, cpu_shares=1024)
+    result = module("domain_limits", check=True, diff=True, domain=GUEST, cpu_shares=1024)
     assert result["changed"] and result["config_changed"] and result["live_changed"]
+    assert re.search(r"^-.*512", result["_cli_stdout"], re.M), result["_cli_stdout"]
+    assert re.search(r"^\+.*1024", result["_cli_stdout"], re.M), result["_cli_stdout"]
     assert re.search(r"cpu_shares\s*:\s*512", sh(f"virsh schedinfo {GUEST}"))
     assert not module("domain_limits", domain=GUEST, cpu_shares=512, memory_hard_limit="512MiB")["changed"]
 

@@ -73,11 +73,28 @@ def test_update_keeps_uuid_and_shows_diff(conn):
     assert 'dstportstart="25"' in result['diff']['before'] and 'dstportstart="587"' in result['diff']['after']
 
 
+def test_diff_shows_the_change_not_the_defaults_libvirt_added(conn):
+    # as libvirt stores a filter defined without priorities: chain and rule
+    # priorities filled in, a uuid added
+    conn.nwfilterDefineXML("<filter name='lc' chain='ipv4' priority='-700'><uuid>0b7c3a52-54d5-4c43-a4c5-"
+                           "4f1a2d6e9b10</uuid><rule action='drop' direction='out' priority='500'>"
+                           "<udp dstportstart='53'/></rule></filter>")
+    rule = {'action': 'drop', 'direction': 'out', 'protocol': 'udp', 'match': {'dstportstart': 5353}}
+    result = nf.run_nwfilter(conn, seed_params(name='lc', chain='ipv4', rules=[rule], filterrefs=None),
+                             check_mode=True)
+    assert result['changed'] is True
+    changed = lx.unified_diff(result['diff']['before'], result['diff']['after']).splitlines()[2:]
+    removed = [line for line in changed if line.startswith('-')]
+    added = [line for line in changed if line.startswith('+')]
+    assert removed == ['-    <udp dstportstart="53" />'], changed
+    assert added == ['+    <udp dstportstart="5353" />'], changed
+
+
 def test_check_mode_changes_nothing(conn):
     result = nf.run_nwfilter(conn, seed_params(), check_mode=True)
     assert result['changed'] is True
     assert 'mysecfilter' not in conn.filters
-    assert result['diff']['before'] == '' and '<filter name="mysecfilter"' in result['diff']['after']
+    assert result['diff']['before'] == '' and 'name="mysecfilter"' in result['diff']['after']
 
 
 def test_xml_name_handling(conn):
