@@ -45,10 +45,10 @@ def secrets(host):
     return found
 
 
-def module(host, name, args, check=False):
+def module(host, name, args, check=False, diff=False):
     """Run one of our modules ad hoc; it must succeed. The arguments travel as
     JSON through Ansible's pipelined module input, not as argv on the VM."""
-    result = ansible_cli.run_module(host.inventory_name, name, args, check=check)
+    result = ansible_cli.run_module(host.inventory_name, name, args, check=check, diff=diff)
     assert not result["failed"], result
     return result
 
@@ -203,6 +203,15 @@ def test_libvirt_secret_is_private_ephemeral_and_not_on_disk(host, secrets):
     assert secrets["secvirt_test_secret_value"] not in denied.stdout + denied.stderr
     assert not host.file("/etc/libvirt/secrets/%s.base64" % uuid).exists
     assert not host.file("/etc/libvirt/secrets/%s.xml" % uuid).exists
+
+
+def test_libvirt_secret_check_mode_defines_nothing_and_never_shows_the_value(host, secrets):
+    args = dict(usage_type="volume", usage_id="/var/lib/libvirt/images/guest04.qcow2",
+                description="check-mode probe", value=secrets["secvirt_test_secret_value"] + "-new")
+    result = module(host, "secvirt.kvm.libvirt_secret", args, check=True, diff=True)
+    assert result["changed"]
+    assert "guest04" not in host.check_output(VIRSH + "secret-list")
+    assert secrets["secvirt_test_secret_value"] not in result["_cli_stdout"]
 
 
 # --- image_check -----------------------------------------------------------
