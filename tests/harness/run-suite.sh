@@ -32,9 +32,9 @@ run unit .venv/bin/pytest -q -p no:cacheprovider tests/unit
 run image .venv/bin/python tests/harness/vm.py image
 
 # Molecule scenarios run in SECVIRT_LANES parallel lanes (default 2). Under
-# TCG one scenario keeps the 2 cores only ~60% busy (measured: its VMs mostly
-# run one busy vCPU, Ansible waits on SSH round trips), so two lanes shorten
-# the suite. Scenarios are dealt longest first to the lane with the least
+# TCG one scenario alone keeps the 2 cores only 57-62% busy (sampled from
+# /proc/stat every 5 s during `molecule test -s libvirt_modules`), so a second
+# lane uses the idle share. Scenarios are dealt longest first to the lane with the least
 # work, by the minutes below (measured alone, `make test`; unknown: 10).
 declare -A minutes=([libvirt_remote]=22 [audit]=15 [storage]=13 [vlan_bridges]=12
                     [libvirt_modules]=9 [pki]=9 [default]=3)
