@@ -101,8 +101,8 @@ def test_filter_lifecycle_define_update_check_mode_undefine():
     # --diff shows the filter's XML before and after: the port, and nothing
     # of what libvirt added on its own (chain and rule priorities, uuid)
     lines = predicted["_cli_stdout"].splitlines()
-    assert [ln.strip() for ln in lines if ln.startswith("-") and not ln.startswith("---")] == ['<udp dstportstart="53" />']
-    assert [ln.strip() for ln in lines if ln.startswith("+") and not ln.startswith("+++")] == ['<udp dstportstart="5353" />']
+    assert [ln[1:].strip() for ln in lines if ln.startswith("-") and not ln.startswith("---")] == ['<udp dstportstart="53" />']
+    assert [ln[1:].strip() for ln in lines if ln.startswith("+") and not ln.startswith("+++")] == ['<udp dstportstart="5353" />']
     assert "dstportstart='53'" in sh(f"virsh nwfilter-dumpxml {name}")
     assert module("nwfilter", **update)["changed"]
     dumped = sh(f"virsh nwfilter-dumpxml {name}")
