@@ -19,6 +19,22 @@ summary() {
   awk -F'\t' '{printf "  %-28s %-14s %4dm%02ds\n", $1, $2, int($3/60), $3%60}' "$SECVIRT_TIMINGS"
   total=$(( $(date +%s) - suite_start ))
   printf '  %-28s %-14s %4dm%02ds\n' total "$1" $((total / 60)) $((total % 60))
+  failure_excerpts
+}
+
+failure_excerpts() {
+  # The end of the output is what a CI page shows first: repeat there, for
+  # each failed scenario, the lines that say why (its whole log is above).
+  local name log
+  while IFS=$'\t' read -r name status _; do
+    case $name:$status in molecule:*:FAILED*) ;; *) continue ;; esac
+    log=$PWD/.cache/logs/molecule-${name#molecule:}.log
+    [ -f "$log" ] || continue
+    printf '\n\033[1mWhy %s failed\033[0m (last lines of %s that say so)\n' "$name" "${log#"$PWD"/}"
+    sed 's/\x1b\[[0-9;]*m//g' "$log" |
+      grep -E 'fatal:|UNREACHABLE|FAILED!|FAILED |^E  |ERROR|Error:|msg:|failed=[1-9]|unreachable=[1-9]' |
+      grep -v 'All assertions passed' | cut -c1-300 | tail -n 15
+  done <"$SECVIRT_TIMINGS"
 }
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; summary INTERRUPTED; exit 130' INT TERM
@@ -53,14 +69,16 @@ done
 
 lane() {
   # One lane: its scenarios in turn. Each scenario's output goes to its own
-  # log, printed whole (under a lock, never interleaved) when it ends.
-  local s rc
+  # log, printed whole (under a lock, never interleaved) when it ends. A
+  # failed scenario does not stop the lane: one run reports every failure.
+  local s rc failed=0
   for s in "$@"; do
     "$stage" "molecule:$s" .venv/bin/molecule test -s "$s" >"$logs/molecule-$s.log" 2>&1
     rc=$?
     { flock 9; cat "$logs/molecule-$s.log"; } 9>"$logs/.print-lock"
-    [ $rc = 0 ] || return 1
+    [ $rc = 0 ] || failed=1
   done
+  return $failed
 }
 
 for ((i = 0; i < lanes; i++)); do
