@@ -52,7 +52,7 @@ run image .venv/bin/python tests/harness/vm.py image
 # /proc/stat every 5 s during `molecule test -s libvirt_modules`), so a second
 # lane uses the idle share. Scenarios are dealt longest first to the lane with the least
 # work, by the minutes below (measured alone, `make test`; unknown: 10).
-declare -A minutes=([libvirt_remote]=22 [audit]=15 [storage]=13 [vlan_bridges]=12
+declare -A minutes=([libvirt_remote]=27 [audit]=15 [storage]=13 [vlan_bridges]=12
                     [libvirt_modules]=9 [pki]=9 [default]=3)
 lanes=${SECVIRT_LANES:-2}
 logs=$PWD/.cache/logs

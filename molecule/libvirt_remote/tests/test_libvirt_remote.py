@@ -1,5 +1,7 @@
 """Remote libvirt management, checked from the management station as a real client."""
+import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -12,9 +14,14 @@ PROJECT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(PROJECT, ".cache", "collections"))
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_conf  # noqa: E402
 
+sys.path.insert(0, os.path.join(HERE, "..", "..", "_harness"))
+import ansible_cli  # noqa: E402
+
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-KVM = RUNNER.get_host(RUNNER.get_hosts("kvm_hosts")[0])
-STATION = RUNNER.get_host(RUNNER.get_hosts("management_stations")[0])
+KVM_NAME = RUNNER.get_hosts("kvm_hosts")[0]
+STATION_NAME = RUNNER.get_hosts("management_stations")[0]
+KVM = RUNNER.get_host(KVM_NAME)
+STATION = RUNNER.get_host(STATION_NAME)
 PASSWORD = "Vm-Adm1n-s3cret-4f9b2c"  # molecule.yml group_vars, test only
 URI = "qemu+tls://kvmhost.secvirt.test/system"
 
@@ -166,16 +173,22 @@ def test_sasl_database_is_root_only_and_password_is_nowhere_else_on_disk():
     assert found.stdout.split() == [], found.stdout
 
 
-def run_role(extra_vars=""):
-    """Run the role again on the KVM host with ansible-playbook, as an operator would."""
+def run_role(extra_vars=None):
+    """Run the role again on the KVM host with ansible-playbook, as an operator would.
+
+    extra_vars: a dict of role variables, or one ``key: value`` YAML line.
+    """
+    if isinstance(extra_vars, dict):
+        role_vars = json.dumps(extra_vars)
+    else:
+        role_vars = "{%s}" % (extra_vars or "libvirt_remote_daemon_mode: auto")
     playbook = """
 - hosts: kvm_hosts
   gather_facts: true
   roles:
     - role: secvirt.kvm.libvirt_remote
-      vars:
-        {extra}
-""".format(extra=extra_vars or "libvirt_remote_daemon_mode: auto")
+      vars: {role_vars}
+""".format(role_vars=role_vars)
     with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=HERE, delete=False) as handle:
         handle.write(playbook)
     try:
@@ -203,8 +216,132 @@ def test_failed_restart_restores_the_previous_configuration():
     assert virsh(URI).rc == 0
 
 
+def test_modular_layout_is_refused_where_libvirt_has_no_virtproxyd():
+    # Debian's libvirt ships only the monolithic libvirtd: asking for the
+    # modular daemons must stop the role before it configures anything.
+    before = KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf /etc/sasl2/libvirt.conf")
+    rc, output = run_role({"libvirt_remote_daemon_mode": "modular"})
+    flat = " ".join(output.split())
+    assert rc != 0 and "virtproxyd.service" in flat and "Nothing was configured" in flat, output[-3000:]
+    assert KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf /etc/sasl2/libvirt.conf") == before
+    assert not KVM.file("/etc/libvirt/virtproxyd.conf").exists
+    assert virsh(URI).rc == 0
+
+
+REALM = "SECVIRT.TEST"
+KRB5_CONF = """[libdefaults]
+    default_realm = SECVIRT.TEST
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+    dns_canonicalize_hostname = false
+[realms]
+    SECVIRT.TEST = {
+        kdc = 10.254.0.11
+    }
+[domain_realm]
+    .secvirt.test = SECVIRT.TEST
+"""
+TCP_URI = "qemu+tcp://kvmhost.secvirt.test/system"
+# The station's auth.conf (libvirt_client) holds the SCRAM login for this
+# host; Kerberos logins must not pick it up, so they use an empty one.
+NO_AUTH_FILE = "LIBVIRT_AUTH_FILE=/root/krb/empty-auth.conf"
+
+
+def kerberos_realm():
+    """A throw-away KDC on the station: the environment a GSSAPI operator has.
+
+    The service key is made by the KDC and handed to the host through Ansible
+    (copy module, never argv), as an operator's kadmin/ipa-getkeytab would.
+    """
+    setup = f"""set -eu
+echo 'krb5-config krb5-config/default_realm string {REALM}' | debconf-set-selections
+DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q krb5-kdc krb5-admin-server krb5-user tcpdump >/dev/null
+cat > /etc/krb5.conf <<'EOF'
+{KRB5_CONF}EOF
+if [ ! -e /var/lib/krb5kdc/principal ]; then
+  kdb5_util create -s -r {REALM} -P "$(head -c 32 /dev/urandom | base64)" >/dev/null
+fi
+install -d -m 0700 /root/krb
+: > /root/krb/empty-auth.conf
+for p in libvirt/kvmhost.secvirt.test admin intruder; do
+  kadmin.local -q "getprinc $p" 2>/dev/null | grep -q '^Principal' || kadmin.local -q "addprinc -randkey $p" >/dev/null
+done
+for p in admin intruder; do
+  [ -e /root/krb/$p.keytab ] || kadmin.local -q "ktadd -k /root/krb/$p.keytab $p" >/dev/null
+done
+[ -e /root/krb/libvirt.keytab ] || kadmin.local -q "ktadd -k /root/krb/libvirt.keytab libvirt/kvmhost.secvirt.test" >/dev/null
+systemctl restart krb5-kdc
+"""
+    res = STATION.run(f"bash -c {shlex.quote(setup)}")
+    assert res.rc == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    keytab = ansible_cli.run_module(STATION_NAME, "ansible.builtin.slurp", {"src": "/root/krb/libvirt.keytab"})
+    assert not keytab["failed"], keytab
+    placed = ansible_cli.run_module(KVM_NAME, "ansible.builtin.copy", {
+        "content": keytab["content"], "dest": "/etc/libvirt/krb5.tab.b64", "mode": "0600"})
+    assert not placed["failed"], placed
+    KVM.check_output("base64 -d /etc/libvirt/krb5.tab.b64 > /etc/libvirt/krb5.tab && rm /etc/libvirt/krb5.tab.b64 "
+                     "&& chmod 0644 /etc/libvirt/krb5.tab")  # the role must make it 0600
+    KVM.check_output(f"cat > /etc/krb5.conf <<'EOF'\n{KRB5_CONF}EOF")
+    STATION.check_output("rm -f /root/krb/libvirt.keytab")
+
+
+def kinit(principal):
+    STATION.check_output(f"kdestroy -A 2>/dev/null; kinit -k -t /root/krb/{principal}.keytab {principal}@{REALM}")
+
+
+def test_kerberos_on_plain_tcp_lets_in_only_the_allowed_principals():
+    kerberos_realm()
+    # Cyrus SASL hands libvirtd principals of the host's default realm
+    # without "@REALM" (seen in libvirtd's journal: identity 'admin'); a
+    # principal of another realm keeps its realm and so does not match.
+    role_vars = {"libvirt_remote_tcp_enabled": True, "libvirt_remote_sasl_mech": "gssapi",
+                 "libvirt_remote_sasl_allowed_usernames": ["admin"]}
+    rc, output = run_role(role_vars)
+    assert rc == 0, output[-3000:]
+    keytab = KVM.file("/etc/libvirt/krb5.tab")
+    assert keytab.mode == 0o600 and keytab.user == "root" and keytab.group == "root"
+    conf = libvirt_conf.values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
+    assert conf["sasl_allowed_username_list"] == ["admin"]
+    assert conf["listen_tcp"] == 1 and conf["auth_tcp"] == "sasl"
+    sasl = KVM.file("/etc/sasl2/libvirt.conf").content_string
+    assert "mech_list: gssapi" in sasl and "keytab: /etc/libvirt/krb5.tab" in sasl
+    assert KVM.service("libvirtd-tcp.socket").is_running
+    assert "16509" in KVM.check_output("nft list table inet secvirt_libvirt_remote")
+    try:
+        kinit("admin")
+        for uri in (TCP_URI, URI):  # plain TCP, and TLS with the Kerberos login
+            res = virsh(uri, env=NO_AUTH_FILE)
+            assert res.rc == 0 and "Name" in res.stdout, (uri, res.stderr)
+        # GSSAPI encrypts the session on plain TCP: the capabilities XML that
+        # virsh prints never crosses the wire in cleartext
+        sniff = STATION.run(
+            "tcpdump -i eth2 -U -s 0 -w /root/krb/16509.pcap 'tcp port 16509' 2>/dev/null & pid=$!; sleep 3; "
+            f"{NO_AUTH_FILE} timeout 90 virsh -c {TCP_URI} capabilities </dev/null; rc=$?; "
+            "sleep 2; kill $pid; wait $pid; exit $rc")
+        assert sniff.rc == 0 and "<capabilities>" in sniff.stdout, sniff.stderr
+        captured = STATION.check_output("stat -c %s /root/krb/16509.pcap")
+        assert int(captured) > len(sniff.stdout), captured  # the reply was captured ...
+        assert STATION.run("grep -c -a -e '<capabilities>' -e '<host>' /root/krb/16509.pcap").stdout.strip() == "0"
+        # a valid ticket, but a principal not on the allow list
+        kinit("intruder")
+        res = virsh(TCP_URI, env=NO_AUTH_FILE)
+        assert res.rc != 0 and "Name" not in res.stdout
+        journal = KVM.run("journalctl -u libvirtd.service --no-pager -n 100").stdout
+        assert "identity 'intruder' not allowed" in journal, journal[-2000:]
+        # no ticket at all
+        STATION.run("kdestroy -A")
+        res = virsh(TCP_URI, env=NO_AUTH_FILE)
+        assert res.rc != 0 and "Name" not in res.stdout
+    finally:
+        STATION.run("kdestroy -A")
+    rc, output = run_role(role_vars)
+    assert rc == 0 and " changed=0 " in " ".join(output.split()) + " ", output[-3000:]
+
+
 def test_with_firewalld_running_the_role_uses_firewalld_rich_rules():
-    # last test: it changes the host's firewall for good
+    # last test: it changes the host's firewall for good. It also takes the
+    # host back from Kerberos on TCP to the defaults (SCRAM inside TLS only).
     install = KVM.run("DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q firewalld "
                       "&& systemctl enable --now firewalld")
     assert install.rc == 0, install.stdout[-2000:] + install.stderr[-2000:]
