@@ -355,6 +355,12 @@ def test_with_firewalld_running_the_role_uses_firewalld_rich_rules():
         assert KVM.check_output(f"{zone} --list-rich-rules").splitlines() == wanted
         assert "16514" not in KVM.check_output(f"{zone} --list-ports")
         assert "ssh" in KVM.check_output(f"{zone} --list-services").split()
+    # back on the defaults (SCRAM inside TLS, TCP off): the Kerberos test's
+    # allow list is gone from libvirtd.conf, not left in force
+    conf = libvirt_conf.values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
+    assert "sasl_allowed_username_list" not in conf and conf["listen_tcp"] == 0
+    assert "mech_list: scram-sha-256" in KVM.file("/etc/sasl2/libvirt.conf").content_string
+    assert not KVM.service("libvirtd-tcp.socket").is_running
     # our nftables table is gone, runtime and boot
     assert KVM.run("nft list table inet secvirt_libvirt_remote").rc != 0
     assert "secvirt-libvirt-remote" not in KVM.file("/etc/nftables.conf").content_string
