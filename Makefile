@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 COLL := .cache/collections/ansible_collections/secvirt/kvm
+# Mitogen's strategy plugins, linked from the venv (see docs/testing.md)
+MITOGEN := .cache/mitogen-strategy
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SCENARIOS ?= $(sort $(filter-out _harness,$(notdir $(wildcard molecule/*))))
@@ -21,7 +23,7 @@ help:
 	@echo "make test   - the whole suite: yamllint, ansible-lint, ansible-test sanity, unit, molecule"
 	@echo "make setup  - install Debian packages and the pinned Python toolchain (.venv)"
 
-setup: .cache/setup.stamp venv $(COLL)
+setup: .cache/setup.stamp venv $(COLL) $(MITOGEN)
 
 .cache/setup.stamp: Makefile
 	@mkdir -p .cache
@@ -43,6 +45,9 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 $(COLL):
 	@mkdir -p $(dir $(COLL))
 	@ln -sfn $(CURDIR) $(COLL)
+
+$(MITOGEN): $(VENV)/.stamp
+	@ln -sfn "$$($(BIN)/python -c 'import ansible_mitogen, os; print(os.path.join(os.path.dirname(ansible_mitogen.__file__), "plugins", "strategy"))')" $(MITOGEN)
 
 image: setup
 	@$(T) image $(BIN)/python tests/harness/vm.py image

@@ -14,6 +14,8 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 
@@ -23,10 +25,32 @@ def _env():
                 ANSIBLE_FORCE_COLOR="0")
 
 
-def _ansible():
+def _tool(name="ansible"):
     # the ansible of the virtualenv that runs pytest, not one from PATH
-    sibling = os.path.join(os.path.dirname(sys.executable), "ansible")
-    return sibling if os.path.exists(sibling) else "ansible"
+    sibling = os.path.join(os.path.dirname(sys.executable), name)
+    return sibling if os.path.exists(sibling) else name
+
+
+def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900):
+    """Run ``secvirt.kvm.<role>`` on ``hosts`` with ansible-playbook, as an
+    operator's re-run would (facts gathered, the role alone).
+
+    Returns the CompletedProcess; ansible-core 2.19 prints task errors on
+    stderr, so a test that reads the errors reads both streams.
+    """
+    playbook = "- hosts: %s\n  gather_facts: true\n  roles:\n    - role: secvirt.kvm.%s\n      vars: %s\n" % (
+        hosts, role, json.dumps(role_vars or {}))
+    scenario = os.environ.get("MOLECULE_SCENARIO_DIRECTORY") or None
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=scenario, delete=False) as handle:
+        handle.write(playbook)
+    cmd = [_tool("ansible-playbook"), "-i", INVENTORY, handle.name]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    try:
+        return subprocess.run(cmd, env=dict(os.environ, **(env or {})), capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    finally:
+        os.unlink(handle.name)
 
 
 _HEAD = re.compile(r"^(\S+) \| ([A-Z]+!?) => ", re.M)
@@ -40,7 +64,7 @@ def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=
     """
     if isinstance(args, dict):
         args = json.dumps(args)
-    cmd = [_ansible(), pattern, "-i", INVENTORY, "-m", module]
+    cmd = [_tool(), pattern, "-i", INVENTORY, "-m", module]
     if args:
         cmd += ["-a", args]
     if check:
@@ -72,10 +96,28 @@ def run_module(host, module, args=None, check=False, diff=False, timeout=900, ex
     return next(iter(results.values()))
 
 
-def reboot(pattern, timeout=900):
-    """Reboot the matching hosts with ansible.builtin.reboot; fail the test if any does not return."""
-    results = run_module_all(pattern, "ansible.builtin.reboot",
-                             "reboot_timeout=%d post_reboot_delay=5" % timeout, timeout=timeout + 120)
+def reboot(pattern, timeout=900, attempts=3):
+    """Reboot the matching hosts with ansible.builtin.reboot; fail the test if any does not return.
+
+    A host whose reboot *command* failed never went down, so asking again
+    is safe: with a second scenario loading the 2 cores, `shutdown -r` on a
+    VM was seen to fail with "Failed to connect to bus: Broken pipe" (issue
+    22; its cause is not found yet). Any other failure fails at once.
+    """
+    results = {}
+    pending = pattern
+    for attempt in range(attempts):
+        batch = run_module_all(pending, "ansible.builtin.reboot",
+                               "reboot_timeout=%d post_reboot_delay=5" % timeout, timeout=timeout + 120)
+        results.update(batch)
+        retry = [host for host, result in batch.items()
+                 if result["failed"] and "Reboot command failed" in str(result.get("msg", ""))]
+        if not retry or attempt == attempts - 1:
+            break
+        print("reboot command failed on %s, asking again: %s" % (
+            ", ".join(retry), "; ".join(str(batch[h].get("msg", ""))[:200] for h in retry)))
+        time.sleep(10)
+        pending = ":".join(retry)
     for host, result in results.items():
         assert not result["failed"], (host, result)
     return results

@@ -4,21 +4,52 @@
 """Guest disk XML helpers: find a disk, point it at a block device, find users.
 
 Plain Python on xml.etree.ElementTree (no lxml, no libvirt import here): the
-guest_disk and luks_volume modules pass XML strings in, the unit tests too.
+guest_disk and luks_volume modules pass XML strings in, the unit tests too;
+run_guest_disk() takes an open libvirt connection (the tests pass one to
+libvirt's test driver).
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import xml.etree.ElementTree as ET
+
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import domain_xml
 
 # Attributes of <source> that name the storage for each disk type.
 SOURCE_ATTRIBUTES = ('file', 'dev', 'dir', 'name', 'pool', 'volume', 'protocol', 'index')
 
+STATE_NAMES = {0: 'no state', 1: 'running', 2: 'blocked', 3: 'paused', 4: 'shutting down',
+               5: 'shut off', 6: 'crashed', 7: 'suspended'}
+
+# What replaces a password in every XML that the module shows or returns.
+PASSWORD_MASK = '********'
+# passwd='...' of <graphics> (VNC, SPICE, RDP): the secret libvirt prints only
+# with VIR_DOMAIN_XML_SECURE. passwdValidTo and the like are no secret.
+_PASSWORD_ATTR_RE = re.compile('(\\b(?:passwd|password)\\s*=\\s*)(?:"[^"]*"|\'[^\']*\')')
+
 
 class DiskError(Exception):
-    pass
+    """An error meant for the user; ``details`` go into the module's result."""
+
+    def __init__(self, msg, **details):
+        super(DiskError, self).__init__(msg)
+        self.details = details
+
+
+def mask_passwords(xml):
+    """``xml`` with the value of every passwd/password attribute replaced by
+    PASSWORD_MASK. For diffs and return values only: the XML written back to
+    libvirt must keep the real passwords."""
+    if not xml:
+        return xml
+
+    def _mask(match):
+        quote = match.group(0)[-1]
+        return match.group(1) + quote + PASSWORD_MASK + quote
+    return _PASSWORD_ATTR_RE.sub(_mask, xml)
 
 
 def parse_domain(xml):
@@ -156,4 +187,46 @@ def libvirt_domains(conn):
     result = []
     for dom in conn.listAllDomains(0):
         result.append((dom.name(), bool(dom.isActive()), dom.XMLDesc(0)))
+    return result
+
+
+def run_guest_disk(conn, params, check_mode=False, diff=False):
+    """Query (state=query) or switch (state=present) a guest's disk on ``conn``.
+
+    Returns the module result; raises DiskError. The definition that gets
+    rewritten is read with VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE so
+    that defineXML keeps the graphics passwords. That read needs a read-write
+    connection: check mode and query, which use a read-only one, read the
+    definition without secrets and write nothing. Every XML in the result
+    has its passwords masked.
+    """
+    name, target, dev = params['domain'], params['target'], params.get('dev')
+    present = (params.get('state') or 'present') == 'present'
+    writing = present and not check_mode
+    try:
+        dom = conn.lookupByName(name)
+    except Exception as exc:  # libvirt.libvirtError
+        raise DiskError('no guest named %s: %s' % (name, exc))
+    state = STATE_NAMES.get(dom.state()[0], 'unknown')
+    xml = domain_xml(dom, inactive=True, secure=writing)
+    try:
+        facts = disk_facts(xml, target)
+    except DiskError as exc:
+        raise DiskError(str(exc), domain_state=state)
+    result = dict(changed=False, disk=facts, domain_state=state)
+    if not present:
+        return result
+    try:
+        new_xml, changed = switch_to_block(xml, target, dev)
+    except DiskError as exc:
+        raise DiskError(str(exc), **result)
+    if changed and state != 'shut off':
+        raise DiskError('refusing to move disk %s of guest %s to %s: the guest is %s; shut it down first'
+                        % (target, name, dev, state), **result)
+    if changed and writing:
+        conn.defineXML(new_xml)
+        new_xml = domain_xml(conn.lookupByName(name), inactive=True, secure=True)
+    result['changed'] = changed
+    if diff:
+        result['diff'] = dict(before=mask_passwords(xml), after=mask_passwords(new_xml))
     return result

@@ -28,6 +28,15 @@ import re
 
 KEY_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_.]*')
 INT_RE = re.compile(r'[+-]?[0-9]+')
+# Keys whose values are secrets (vnc_password, spice_password, ..._secret,
+# anything with passwd): their values are masked wherever they are shown.
+SECRET_KEY_RE = re.compile(r'(?:^|_)(?:password|secret)$|passwd', re.I)
+SECRET_MASK = '********'
+# what a changed secret shows in the "after" side of a diff, so that the
+# line still differs from "before"
+SECRET_MASK_CHANGED = '******** (changed)'
+_COMMENTED_RE = re.compile(r'^([ \t]*#[ \t]*([A-Za-z_][A-Za-z0-9_.]*)[ \t]*=[ \t]*).*$', re.M)
+_ASSIGNMENT_RE = re.compile(r'^([ \t]*#?[ \t]*([A-Za-z_][A-Za-z0-9_.]*)[ \t]*=[ \t]*).*$', re.M)
 
 
 class ConfError(ValueError):
@@ -215,6 +224,48 @@ def render_setting(key, value):
     return '%s = %s' % (key, render_value(value))
 
 
+def is_secret_key(key):
+    """Whether ``key`` holds a secret (*_password, *_secret, *passwd*, any case)."""
+    return bool(SECRET_KEY_RE.search(key))
+
+
+def mask_value(key, value, mask=SECRET_MASK):
+    """``value``, or the mask (one per list item) when ``key`` holds a secret."""
+    if not is_secret_key(key):
+        return value
+    if isinstance(value, list):
+        return [mask for _item in value]
+    return mask
+
+
+def mask_text(text, changed=()):
+    """``text`` with the values of secret keys masked, for diffs and messages.
+
+    Settings and commented-out examples of secret keys show SECRET_MASK; keys
+    in ``changed`` show SECRET_MASK_CHANGED instead, so that a diff of two
+    masked texts still shows which secret changed. Never write the result.
+    """
+    try:
+        settings = parse(text)
+    except ConfError:
+        # text that does not parse: mask whatever follows "key =" on any line
+        return _ASSIGNMENT_RE.sub(_mask_assignment, text)
+    result = text
+    for setting in reversed(settings):  # offsets stay valid from the end
+        if is_secret_key(setting.key):
+            mask = SECRET_MASK_CHANGED if setting.key in changed else SECRET_MASK
+            value = setting.value if isinstance(setting.value, list) else ''
+            result = (result[:setting.start] + render_setting(setting.key, mask_value(setting.key, value, mask))
+                      + result[setting.value_end:])
+    return _COMMENTED_RE.sub(_mask_assignment, result)
+
+
+def _mask_assignment(match):
+    if not is_secret_key(match.group(2)):
+        return match.group(0)
+    return match.group(1) + render_value(SECRET_MASK)
+
+
 def check_types(settings, types):
     """Check ``settings`` (normalised) against ``types`` {key: 'str'|'int'|'list'}."""
     errors = []
@@ -222,7 +273,7 @@ def check_types(settings, types):
     for key, value in settings.items():
         wanted = types.get(key)
         if wanted and not isinstance(value, names[wanted]):
-            errors.append('%s must be of type %s, got %r' % (key, wanted, value))
+            errors.append('%s must be of type %s, got %r' % (key, wanted, mask_value(key, value)))
     if errors:
         raise ConfError('; '.join(errors))
 

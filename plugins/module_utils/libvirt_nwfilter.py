@@ -13,12 +13,58 @@ __metaclass__ = type
 
 import xml.etree.ElementTree as ET
 
+from ansible_collections.secvirt.kvm.plugins.module_utils import bridge_netfilter as bn
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
     AFFECT_CONFIG, AFFECT_LIVE, LIVE_UNSUPPORTED_ERRORS, LibvirtModuleError,
     domain_definitions, domain_xml, error_code, error_message, lookup_domain,
     lookup_nwfilter, nwfilter_bindings,
 )
+
+
+# --------------------------------------------------------------------------
+# layer-3/4 rules and br_netfilter (both modules)
+# --------------------------------------------------------------------------
+
+def nwfilter_xml_lookup(conn):
+    """A lookup callable for bridge_netfilter.resolve_layer3(): a filter's XML,
+    None when it is not defined (read-only calls; other errors propagate)."""
+    def lookup(name):
+        nwf = lookup_nwfilter(conn, name)
+        return nwf.XMLDesc(0) if nwf is not None else None
+    return lookup
+
+
+def _layer3_precheck(conn, name, params, proc_root, bridge=None, xml=None):
+    """Resolve the layer-3/4 rules of filter ``name`` (and the filters it
+    includes); with bridge_netfilter=fail refuse now, before any change, when
+    the host would not enforce them. Returns the resolution."""
+    found = bn.resolve_layer3(name, nwfilter_xml_lookup(conn), xml=xml)
+    if (params.get('bridge_netfilter') or 'warn') == 'fail':
+        facts, message = bn.judge(name, found, uri=params.get('uri'), bridge=bridge, root=proc_root)
+        if message:
+            raise LibvirtModuleError(message + ' Refused (bridge_netfilter=fail); nothing was changed.', **facts)
+    return found
+
+
+def _layer3_report(result, name, found, params, proc_root, bridge=None):
+    """Add the layer-3 facts and, with bridge_netfilter=warn, the warning, as
+    the host is after the change: the physdev match of libvirt's iptables
+    rules makes the kernel load br_netfilter (with its defaults)."""
+    facts, message = bn.judge(name, found, uri=params.get('uri'), bridge=bridge, root=proc_root)
+    result.update(facts)
+    if message and (params.get('bridge_netfilter') or 'warn') == 'warn':
+        result['warnings'].append(message)
+
+
+def _interface_bridge(elems, mac):
+    """The host bridge of the interface with this MAC (live definition first), or None."""
+    for elem in elems:
+        iface = lx.find_interface(elem, mac=mac) if elem is not None else None
+        source = iface.find('source') if iface is not None else None
+        if source is not None and source.get('bridge'):
+            return source.get('bridge')
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -94,8 +140,10 @@ def _diff_text(xml):
     return lx.to_string(lx.parse_xml(lx.canonical_nwfilter(xml)))
 
 
-def run_nwfilter(conn, params, check_mode=False):
-    """state=present|absent for one filter; returns the module result."""
+def run_nwfilter(conn, params, check_mode=False, proc_root=None):
+    """state=present|absent for one filter; returns the module result.
+
+    ``proc_root`` is where the host's /proc and /sys are read (tests)."""
     state = params.get('state') or 'present'
     name = params.get('name')
     if not name and params.get('xml'):
@@ -136,6 +184,7 @@ def run_nwfilter(conn, params, check_mode=False):
     if missing:
         result['warnings'].append('filter %s references undefined filter(s) %s; guests using it will fail to '
                                   'start until they exist' % (name, ', '.join(missing)))
+    found = _layer3_precheck(conn, name, params, proc_root, xml=wanted)
     if current is not None:
         # keep the filter's identity: libvirt refuses a redefinition whose
         # uuid differs from the existing filter's
@@ -151,6 +200,7 @@ def run_nwfilter(conn, params, check_mode=False):
     # and rule priorities) and the uuid do not show up as changes
     result['diff'] = lx.diff_dict(_diff_text(before) if before else '', _diff_text(wanted),
                                   'filter %s (defined)' % name, 'filter %s (wanted)' % name)
+    _layer3_report(result, name, found, params, proc_root)
     if before and lx.canonical_nwfilter(before) == lx.canonical_nwfilter(wanted):
         result['xml'] = before
         result['diff']['after'] = result['diff']['before']
@@ -182,8 +232,10 @@ def _interface_or_fail(domain_elem, mac, target_dev, dom_name, where):
     return iface
 
 
-def run_binding(conn, params, check_mode=False):
-    """Attach/detach a <filterref> to one guest interface, persistent and live."""
+def run_binding(conn, params, check_mode=False, proc_root=None):
+    """Attach/detach a <filterref> to one guest interface, persistent and live.
+
+    ``proc_root`` is where the host's /proc and /sys are read (tests)."""
     dom_name = params['domain']
     state = params.get('state') or 'present'
     mac, target_dev = params.get('mac'), params.get('target_dev')
@@ -221,6 +273,8 @@ def run_binding(conn, params, check_mode=False):
 
     result = {'changed': False, 'domain': dom_name, 'mac': mac, 'restart_required': False,
               'config_changed': False, 'live_changed': False, 'warnings': []}
+    bridge = _interface_bridge((live_elem, config_elem), mac)
+    found = _layer3_precheck(conn, params['filter'], params, proc_root, bridge) if state == 'present' else None
     diff_before, diff_after = [], []
 
     if config_elem is not None:
@@ -264,6 +318,8 @@ def run_binding(conn, params, check_mode=False):
     if active and not check_mode:
         dev = result.get('target_dev')
         result['bindings'] = [b for b in nwfilter_bindings(conn) if b['portdev'] == dev]
+    if found is not None:
+        _layer3_report(result, params['filter'], found, params, proc_root, bridge)
     return result
 
 

@@ -47,25 +47,25 @@ def run_seclabel(conn, params, check_mode=False, secure=True):
         result['warnings'].append('the host has no %s security driver; the label is stored but the guest '
                                   'will not start here' % model)
 
-    if state == 'present' and model == 'selinux' and spec.get('type') == 'static':
-        pair = spec.get('mcs')
-        if pair is None:
-            result['warnings'].append('static SELinux label %s has no MCS categories: it does not isolate '
-                                      'this guest from other guests' % spec['label'])
-        elif params.get('check_unique', True):
-            others = []
-            for name, inactive, live in domain_definitions(conn):
-                for text in (inactive, live):
-                    if text:
-                        others.append((name, lx.parse_xml(text)))
-            conflicts = lx.find_mcs_conflicts(dom_name, pair, others)
-            if conflicts:
-                raise LibvirtModuleError(
-                    'MCS categories %s:%s of %s are already used by %s; static sVirt labels must be unique '
-                    'per guest (libvirt does not check this for you)'
-                    % (pair[0], ','.join('c%d' % c for c in pair[1]), spec['label'],
-                       ', '.join('%s (%s)' % c for c in conflicts)),
-                    conflicts=[{'domain': n, 'label': lab} for n, lab in conflicts])
+    # validate_seclabel() has made sure that a static SELinux label carries
+    # exactly two distinct categories (spec['mcs'])
+    if state == 'present' and model == 'selinux' and spec.get('type') == 'static' \
+            and params.get('check_unique', True):
+        pair = spec['mcs']
+        others = []
+        for name, inactive, live in domain_definitions(conn):
+            for text in (inactive, live):
+                if text:
+                    others.append((name, lx.parse_xml(text)))
+        conflicts = lx.find_mcs_conflicts(dom_name, pair, others)
+        if conflicts:
+            raise LibvirtModuleError(
+                'MCS categories %s:%s of %s overlap or dominate categories already used by %s; a static sVirt '
+                'label must share no category with any other guest\'s label, or one guest\'s qemu could open '
+                'the other\'s images (libvirt does not check this for you)'
+                % (pair[0], ','.join('c%d' % c for c in pair[1]), spec['label'],
+                   ', '.join('%s (%s)' % c for c in conflicts)),
+                conflicts=[{'domain': n, 'label': lab} for n, lab in conflicts])
 
     dom = lookup_domain(conn, dom_name)
     active = bool(dom.isActive())

@@ -15,6 +15,10 @@ to decide are offered (option ``update_value``):
   description, keyed with a separate secret (``fingerprint_key``, from the
   vault). Read-only libvirt clients can read the description; without the key
   they cannot test guesses against it, unlike a plain hash.
+
+Whatever the policy, a secret known to have no value at all gets one
+(``has_value=False``: libvirt says so for a non-private secret; for a private
+one it refuses to answer, ``has_value=None``, which changes nothing).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -125,13 +129,14 @@ def compose_description(user, fp):
     return '%s %s' % (user, tag) if user else tag
 
 
-def plan(existing, wanted, update_value, new_fp=None):
+def plan(existing, wanted, update_value, new_fp=None, has_value=None):
     """Decide what to do.
 
     ``existing``: parsed XML of the current secret or None; ``wanted``: dict
     with ``ephemeral``, ``private``, ``description`` (user part),
-    ``usage_type``, ``usage_id``. Returns ``(define, undefine_first, set_value,
-    why)`` where ``why`` lists human reasons.
+    ``usage_type``, ``usage_id``; ``has_value``: whether the existing secret
+    holds a value (None: unknown). Returns ``(define, undefine_first,
+    set_value, why)`` where ``why`` lists human reasons.
     """
     why = []
     if existing is None:
@@ -149,6 +154,9 @@ def plan(existing, wanted, update_value, new_fp=None):
         define = True
         why.append('description differs')
     set_value = undefine_first
+    if has_value is False and not undefine_first:
+        set_value = True
+        why.append('the secret has no value')
     if update_value == 'always':
         set_value = True
         why.append('update_value=always')

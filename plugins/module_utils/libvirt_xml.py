@@ -713,29 +713,45 @@ def _parse_mls_level(level, label):
 
 
 def mcs_pair(label):
-    """The sVirt MCS part of a static label: (sensitivity, (N, M)) or None.
+    """The sVirt MCS part of a static SELinux label: (sensitivity, (N, M)).
 
     sVirt isolates guests by giving each a pair of categories s0:cN,cM with
-    N < M (libvirt's own dynamic labels use the same form). A static label
-    must use that form (or a single category s0:cN) so that two guests cannot
-    read each other's images; ranges (c0.c1023) would let a guest dominate all
-    others and are refused.
+    N < M, both in c0..c1023 (libvirt's own dynamic labels use the same
+    form). A static label must use exactly that form: without categories, or
+    with a single one (s0:c5), a label is dominated by every label that adds
+    categories (s0:c5,c9), whose qemu could then open this guest's images;
+    ranges (c0.c1023) would let a guest dominate all others.
     """
     _user, _role, _type, level = parse_selinux_context(label)
     if '-' in level:
         raise XMLValidationError('static sVirt label %r must have a single level s0:cN,cM, not a range' % label)
     sens, _sep, cats = level.partition(':')
-    if not cats:
-        return None
-    items = cats.split(',')
-    if len(items) > 2 or any('.' in item for item in items):
+    items = cats.split(',') if cats else []
+    if any('.' in item for item in items) or len(items) > 2:
         raise XMLValidationError('static sVirt label %r must use an MCS pair s0:cN,cM (N < M), '
                                  'not a category range or more than two categories' % label)
+    if len(items) < 2:
+        raise XMLValidationError('static SELinux label %r has %s MCS category: it needs two categories '
+                                 's0:cN,cM (N < M, each c0..c%d), as libvirt\'s dynamic labels use, or every '
+                                 'guest whose label adds categories dominates it and can open its images'
+                                 % (label, 'one' if items else 'no', MCS_MAX_CATEGORY))
     numbers = [int(_CATEGORY_RE.match(item).group(1)) for item in items]
-    if len(numbers) == 2 and numbers[0] >= numbers[1]:
+    if numbers[0] == numbers[1]:
+        raise XMLValidationError('MCS pair of %r needs two distinct categories cN,cM with N < M (got c%d,c%d)'
+                                 % (label, numbers[0], numbers[1]))
+    if numbers[0] > numbers[1]:
         raise XMLValidationError('MCS pair of %r must be cN,cM with N < M (got c%d,c%d)'
                                  % (label, numbers[0], numbers[1]))
     return sens, tuple(numbers)
+
+
+def mcs_categories(label):
+    """Every MCS category an SELinux label can reach (all levels of a range)."""
+    level = parse_selinux_context(label)[3]
+    categories = set()
+    for _sens, cats in parse_mls_range(level, label):
+        categories.update(cats)
+    return frozenset(categories)
 
 
 def validate_seclabel(spec):
@@ -867,7 +883,13 @@ def set_domain_seclabel(domain, seclabel, model):
 
 
 def find_mcs_conflicts(own_name, pair, domains):
-    """Guests other than ``own_name`` whose SELinux label uses the same MCS pair.
+    """Guests other than ``own_name`` whose SELinux label the MCS pair could
+    reach or be reached by.
+
+    A label conflicts when it shares any category with ``pair`` (the labels
+    are equal, overlap, or one dominates the other) or when it has no
+    category at all (``pair`` dominates it). Sensitivities are not compared
+    (sVirt runs guests at s0), which only makes the check stricter.
 
     domains: iterable of (name, <domain> Element) - pass both the inactive
     definition (static labels) and, for running guests, the live XML (the
@@ -875,6 +897,7 @@ def find_mcs_conflicts(own_name, pair, domains):
     """
     if pair is None:
         return []
+    wanted = set(pair[1])
     conflicts = []
     for name, domain in domains:
         if name == own_name:
@@ -886,12 +909,11 @@ def find_mcs_conflicts(own_name, pair, domains):
         if not text:
             continue
         try:
-            other = mcs_pair(text)
+            other = mcs_categories(text)
         except XMLValidationError:
             continue
-        if other is not None and set(other[1]) == set(pair[1]) and other[0] == pair[0]:
-            if (name, text) not in conflicts:
-                conflicts.append((name, text))
+        if (wanted & other or not other) and (name, text) not in conflicts:
+            conflicts.append((name, text))
     return conflicts
 
 

@@ -21,6 +21,8 @@ DEFAULT_CIPHER = 'aes-xts-plain64'
 DEFAULT_KEY_SIZE = 512
 DEFAULT_PBKDF = 'argon2id'
 MAX_PASSPHRASE = 512          # cryptsetup's limit for an interactive passphrase
+MIN_PASSPHRASE = 12           # default minimum length of a new passphrase (as the pki CA passphrase)
+MIN_PASSPHRASE_FLOOR = 8      # passphrase_min_length cannot be set lower than this
 
 # cryptsetup exit codes (man cryptsetup, RETURN CODES)
 RC_WRONG_PASSPHRASE = 2
@@ -44,14 +46,28 @@ def validate_name(name):
         raise LuksError('invalid mapper name %r: use letters, digits and _ . + - (max 127)' % (name,))
 
 
-def validate_passphrase(value, what='passphrase'):
-    """cryptsetup reads each passphrase up to a newline from our stdin."""
+def validate_passphrase(value, what='passphrase', min_length=None):
+    """cryptsetup reads each passphrase up to a newline from our stdin.
+
+    ``min_length`` (characters) applies to passphrases that will be set on the
+    device; one that only has to unlock it (the previous passphrase, one to
+    remove) is checked without it. Messages never contain the value.
+    """
     if value is None or value == '':
         raise LuksError('%s must not be empty' % what)
     if '\n' in value or '\r' in value or '\0' in value:
         raise LuksError('%s must not contain newline, carriage return or NUL characters' % what)
     if len(value.encode('utf-8')) > MAX_PASSPHRASE:
         raise LuksError('%s is longer than %d bytes' % (what, MAX_PASSPHRASE))
+    if min_length and len(value) < min_length:
+        raise LuksError('%s must be at least %d characters long (passphrase_min_length); nothing was changed'
+                        % (what, min_length))
+
+
+def validate_min_length(min_length):
+    """The configured minimum itself may not be weaker than MIN_PASSPHRASE_FLOOR."""
+    if min_length is None or min_length < MIN_PASSPHRASE_FLOOR:
+        raise LuksError('passphrase_min_length must be at least %d (got %s)' % (MIN_PASSPHRASE_FLOOR, min_length))
 
 
 def pbkdf_args(pbkdf=DEFAULT_PBKDF, memory=None, iterations=None, parallel=None, iter_time=None):
@@ -211,6 +227,14 @@ def unlocked_slot(text):
     return int(match.group(1)) if match else None
 
 
+def refuse_absent_without_wipe(wipe, device):
+    """state=absent destroys the keyslots: only with an explicit wipe=true."""
+    if wipe is not True:
+        raise LuksError('refusing state=absent on %s without wipe=true: it closes the mapping, destroys every '
+                        'keyslot (cryptsetup erase) and wipes the LUKS signature, which makes the data '
+                        'unrecoverable. Set wipe=true to confirm; nothing was changed' % device)
+
+
 class Runner(object):
     """What LuksVolume needs from its host; the module and the tests supply it.
 
@@ -238,7 +262,7 @@ class LuksVolume(object):
                  add_passphrases=None, remove_passphrases=None, force=False,
                  cipher=DEFAULT_CIPHER, key_size=DEFAULT_KEY_SIZE, pbkdf=DEFAULT_PBKDF,
                  pbkdf_memory=None, pbkdf_iterations=None, pbkdf_parallel=None, iter_time=None,
-                 sector_size=None, label=None, discards=False, upgrade_pbkdf=True):
+                 sector_size=None, label=None, discards=False, upgrade_pbkdf=True, wipe=False):
         validate_name(name)
         self.r = runner
         self.name = name
@@ -257,6 +281,7 @@ class LuksVolume(object):
         self.label = label
         self.discards = discards
         self.upgrade_pbkdf = upgrade_pbkdf
+        self.wipe = wipe
         self.actions = []
         self.warnings = []
         self.before = {}
@@ -333,6 +358,8 @@ class LuksVolume(object):
                             % (verb, self.name, self.mapper, count))
 
     def plan(self, state):
+        if state == 'absent':
+            refuse_absent_without_wipe(self.wipe, self.device)
         is_block = self.device_is_block()
         status = self.mapping()
         if status['active'] and not self.mapping_is_ours(status):

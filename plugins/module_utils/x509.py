@@ -13,12 +13,16 @@ used through a fallback (see :func:`not_after`).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import binascii
 import datetime
+import errno
+import grp
 import hashlib
 import ipaddress
 import os
+import pwd
 import re
-import tempfile
+import stat
 
 try:
     from cryptography import x509
@@ -586,18 +590,87 @@ def renewal_reasons(current, ca_cert, public_key, subject, dns, ip, profile, ren
     return reasons
 
 
+def request_host(req):
+    """The host a request belongs to: its ``host``, else ``name`` up to the first '/', else ``name``."""
+    host = req.get('host')
+    if host:
+        return '%s' % host
+    return ('%s' % req.get('name')).split('/', 1)[0]
+
+
+def _claim_key(value):
+    """('ip', address) or ('dns', lower-case name without trailing dot) for comparisons."""
+    text = _to_text(value).strip()
+    try:
+        return 'ip', ipaddress.ip_address(text)
+    except ValueError:
+        return 'dns', text.lower().rstrip('.')
+
+
+def claimed_names(profile, subject, dns, ip):
+    """Every name a certificate lets its holder answer for: SANs, and a server certificate's CN.
+
+    A client certificate's CN names a person or service identity, not a host,
+    so it is no claim; any SAN it carries is.
+    """
+    claims = set(_claim_key(n) for n in dns or []) | set(_claim_key(a) for a in ip or [])
+    if profile == 'server':
+        cns = (subject or {}).get('CN')
+        for cn in cns if isinstance(cns, list) else [cns]:
+            if cn:
+                claims.add(_claim_key(cn))
+    return claims
+
+
+def name_conflicts(claims):
+    """One message per name that two different hosts claim.
+
+    `claims` is a list of (host, request name, set of claim keys as made by
+    :func:`claimed_names`). Several identities of one host may share names
+    (libvirtd and QEMU certificates of the same machine); two hosts may not,
+    or either could impersonate the other. A wildcard DNS name also claims
+    every name it covers.
+    """
+    owner = {}
+    conflicts = []
+    reported = set()
+
+    def clash(shown, first, second):
+        pair = (shown, first[0], second[0])
+        if pair not in reported:
+            reported.add(pair)
+            conflicts.append('%s is claimed by two hosts: %s (%s) and %s (%s)' % (
+                shown, first[0], first[1], second[0], second[1]))
+
+    for host, name, keys in claims:
+        for key in sorted(keys, key=lambda k: (k[0], '%s' % k[1])):
+            first = owner.setdefault(key, (host, name))
+            if first[0] != host:
+                clash('%s' % key[1], first, (host, name))
+    wildcards = [(key[1], holder) for key, holder in owner.items() if key[0] == 'dns' and key[1].startswith('*.')]
+    for pattern, holder in sorted(wildcards):
+        for key, other in sorted(owner.items(), key=lambda item: (item[0][0], '%s' % item[0][1])):
+            if (key[0] == 'dns' and other[0] != holder[0] and not key[1].startswith('*.')
+                    and name_in_sans(key[1], [pattern], [])):
+                clash('%s (covered by %s)' % (key[1], pattern), holder, other)
+    return conflicts
+
+
 def sign_requests(ca_key, ca_cert, requests, validity_days=365, renew_before_days=30, min_rsa_bits=3072,
                   now=None, force=False):
     """Decide and issue for a whole batch; validate everything before signing anything.
 
     `requests` is a list of dicts: name, csr (PEM), profile, subject (dict),
-    dns, ip (lists), current (PEM or None), optional validity_days.
+    dns, ip (lists), current (PEM or None), optional validity_days and host
+    (see :func:`request_host`).
     Returns a dict name -> result (certificate PEM, renewed, reasons, facts).
-    Raises X509Error listing every bad request at once.
+    Raises X509Error listing every bad request at once, including every name
+    that two hosts claim (see :func:`name_conflicts`).
     """
     now = now or utcnow()
     errors = []
     prepared = []
+    claims = []
     seen = set()
     for req in requests:
         name = req.get('name')
@@ -627,8 +700,10 @@ def sign_requests(ca_key, ca_cert, requests, validity_days=365, renew_before_day
                 raise X509Error('the renewal window (%d days) must be shorter than the validity (%d days), '
                                 'or every run would re-issue' % (renew_before_days, days))
             prepared.append((name, csr, profile, subject, dns, ip, days, req.get('current')))
+            claims.append((request_host(req), name, claimed_names(profile, subject, dns, ip)))
         except X509Error as exc:
             errors.append('%s: %s' % (name or '<unnamed>', exc))
+    errors.extend(name_conflicts(claims))
     if errors:
         raise X509Error('refusing to sign anything; bad requests: ' + '; '.join(errors))
 
@@ -654,41 +729,285 @@ def sign_requests(ca_key, ca_cert, requests, validity_days=365, renew_before_day
 
 
 # --------------------------------------------------------------------------
-# Files (plain os calls; the modules set owner/mode through AnsibleModule)
+# Files: never through a link a user could plant
 # --------------------------------------------------------------------------
+#
+# The modules run as root on paths inside users' home directories
+# (~/.pki/libvirt/clientkey.pem).  A user who makes such a path, or one of its
+# directories, a symlink could make root read, write, chown or chmod a
+# root-only file.  So every path is walked one component at a time from an
+# open directory (openat-style, with dir_fd): a symlink is followed only when
+# it belongs to root (or to the user running the module, who gains nothing by
+# fooling himself), the last component must not be a symlink at all, and every
+# open uses O_NOFOLLOW, so a link planted between the check and the open makes
+# the open fail instead of following it.
 
-def read_file(path):
-    """File bytes, or None when it does not exist."""
+_MAX_SYMLINKS = 40
+_O_CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
+_O_DIRECTORY = getattr(os, 'O_DIRECTORY', 0)
+_O_NOFOLLOW = getattr(os, 'O_NOFOLLOW', 0)
+_O_NONBLOCK = getattr(os, 'O_NONBLOCK', 0)
+
+
+class UnsafePathError(X509Error):
+    """A path goes through a symlink that a user could have planted."""
+
+
+def _trusted_link_owners():
+    return (0, os.geteuid())
+
+
+def _user_link(path, component, uid):
+    return UnsafePathError('refusing %s: %s is a symlink owned by uid %d (not root); '
+                           'a user could point it at a root-only file' % (path, component, uid))
+
+
+def _final_link(path, uid):
+    """A link as the file itself is refused whoever owns it."""
+    if uid not in _trusted_link_owners():
+        return _user_link(path, path, uid)
+    return UnsafePathError('refusing %s: %s is a symlink; a key or certificate file must be a regular file, '
+                           'not a link that could point at another file' % (path, path))
+
+
+def _lstat_at(dir_fd, name):
     try:
-        with open(path, 'rb') as handle:
-            return handle.read()
-    except (IOError, OSError) as exc:
-        if getattr(exc, 'errno', None) == 2:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
             return None
         raise
 
 
+def _open_parent(path, missing_ok=False):
+    """(fd of the directory that holds `path`'s last component, that component).
+
+    Every directory from / down is checked as described above.  A missing
+    directory raises X509Error 'directory ... does not exist', or returns
+    (None, name) when `missing_ok` (check mode: the play would create it).
+    """
+    path = '%s' % path
+    directory, base = os.path.split(path)
+    if not base or base in ('.', '..'):
+        raise X509Error('%s does not name a file' % path)
+    pending = directory.split('/') if directory else []
+    shown = '/' if path.startswith('/') else '.'
+    fd = os.open(shown, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    links = 0
+    try:
+        while pending:
+            name = pending.pop(0)
+            if name in ('', '.'):
+                continue
+            here = os.path.normpath(os.path.join(shown, name))
+            st = _lstat_at(fd, name)
+            if st is None:
+                if missing_ok:
+                    os.close(fd)
+                    return None, base
+                raise X509Error('directory %s does not exist' % (directory or '.'))
+            if stat.S_ISLNK(st.st_mode):
+                if st.st_uid not in _trusted_link_owners():
+                    raise _user_link(path, here, st.st_uid)
+                links += 1
+                if links > _MAX_SYMLINKS:
+                    raise X509Error('refusing %s: too many levels of symbolic links' % path)
+                target = os.readlink(name, dir_fd=fd)
+                again = _lstat_at(fd, name)
+                if again is None or (again.st_ino, again.st_dev, again.st_uid) != (st.st_ino, st.st_dev, st.st_uid):
+                    raise UnsafePathError('refusing %s: %s changed while it was checked' % (path, here))
+                if target.startswith('/'):
+                    os.close(fd)
+                    fd = -1  # nothing to close should the next open fail
+                    fd = os.open('/', os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+                    shown = '/'
+                pending[0:0] = target.split('/')
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise X509Error('refusing %s: %s is not a directory' % (path, here))
+            try:
+                child = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    raise UnsafePathError('refusing %s: %s changed while it was checked' % (path, here))
+                raise
+            os.close(fd)
+            fd = child
+            shown = here
+        return fd, base
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+
+
+def _check_final(path, dir_fd, base):
+    """lstat of the last component (None when absent); refuse a link or anything but a regular file."""
+    st = _lstat_at(dir_fd, base)
+    if st is None:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise _final_link(path, st.st_uid)
+    if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            raise X509Error('refusing %s: it is a directory, not a regular file' % path)
+        raise X509Error('refusing %s: it is not a regular file' % path)
+    return st
+
+
+def _open_final(path, dir_fd, base, flags):
+    """Open the last component without following a link; (fd, fstat) or (None, None) when absent."""
+    try:
+        fd = os.open(base, flags | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None, None
+        if exc.errno == errno.ELOOP:
+            st = _lstat_at(dir_fd, base)
+            raise _final_link(path, st.st_uid if st is not None else -1)
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        raise X509Error('refusing %s: it is not a regular file' % path)
+    return fd, st
+
+
+def check_path(path, missing_ok=False):
+    """Raise X509Error unless `path` can safely be read, written and chowned as root.
+
+    No component may be a symlink owned by anyone but root (or the user running
+    the module), the file itself must be a regular file or absent, and its
+    directory must exist unless `missing_ok` (check mode).
+    """
+    dir_fd, base = _open_parent(path, missing_ok)
+    if dir_fd is None:
+        return
+    try:
+        _check_final(path, dir_fd, base)
+    finally:
+        os.close(dir_fd)
+
+
+def read_file(path):
+    """File bytes, or None when it (or its directory) does not exist; never through a user's link."""
+    try:
+        dir_fd, base = _open_parent(path, missing_ok=True)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    if dir_fd is None:
+        return None
+    try:
+        fd, _st = _open_final(path, dir_fd, base, os.O_RDONLY)
+    finally:
+        os.close(dir_fd)
+    if fd is None:
+        return None
+    with os.fdopen(fd, 'rb') as handle:
+        return handle.read()
+
+
 def atomic_write(path, data, mode=0o600):
-    """Write through a 0600 temp file in the same directory and rename over `path`.
+    """Write through a 0600 temp file in the same (checked) directory and rename over `path`.
 
     The secret never sits in a file with wider permissions than `mode`, and a
     reader never sees a half-written key or certificate.
     """
-    directory = os.path.dirname(path) or '.'
-    if not os.path.isdir(directory):
-        raise X509Error('directory %s does not exist' % directory)
-    fd, tmp = tempfile.mkstemp(prefix='.secvirt-', dir=directory)
+    dir_fd, base = _open_parent(path)
     try:
-        os.fchmod(fd, mode & 0o600)
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(_to_bytes(data))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        _check_final(path, dir_fd, base)
+        tmp = None
+        for _attempt in range(100):
+            name = '.secvirt-%s' % binascii.hexlify(os.urandom(6)).decode('ascii')
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600,
+                             dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno == errno.EEXIST:
+                    continue
+                raise
+            tmp = name
+            break
+        if tmp is None:
+            raise X509Error('cannot create a temporary file in %s' % os.path.dirname(path))
+        try:
+            with os.fdopen(fd, 'wb') as handle:
+                os.fchmod(handle.fileno(), mode & 0o600)
+                handle.write(_to_bytes(data))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(tmp, base, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except Exception:
+            if _lstat_at(dir_fd, tmp) is not None:
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    finally:
+        os.close(dir_fd)
+
+
+def resolve_owner(owner, group):
+    """(uid, gid) from user and group names or numbers; X509Error when unknown."""
+    ids = []
+    for value, lookup, what in ((owner, lambda n: pwd.getpwnam(n).pw_uid, 'user'),
+                                (group, lambda n: grp.getgrnam(n).gr_gid, 'group')):
+        text = ('%s' % value).strip()
+        if text.isdigit():
+            ids.append(int(text))
+            continue
+        try:
+            ids.append(lookup(text))
+        except KeyError:
+            raise X509Error('unknown %s %r' % (what, text))
+    return tuple(ids)
+
+
+def set_attributes(path, uid, gid, mode, check_mode=False):
+    """Give an existing regular file owner, group and mode through its descriptor (never a link).
+
+    Returns whether anything was (or in check mode would be) changed; False
+    when the file does not exist.
+    """
+    dir_fd, base = _open_parent(path, missing_ok=check_mode)
+    if dir_fd is None:
+        return False
+    try:
+        fd, st = _open_final(path, dir_fd, base, os.O_RDONLY)
+    finally:
+        os.close(dir_fd)
+    if fd is None:
+        return False
+    try:
+        changed = False
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            changed = True
+            if not check_mode:
+                os.fchown(fd, uid, gid)
+        # chown clears set-id bits: compare the mode after it
+        if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+            changed = True
+            if not check_mode:
+                os.fchmod(fd, mode)
+        return changed
+    finally:
+        os.close(fd)
+
+
+def stat_file(path):
+    """lstat of `path` reached safely, or None (absent, unsafe or unreadable)."""
+    try:
+        dir_fd, base = _open_parent(path, missing_ok=True)
+        if dir_fd is None:
+            return None
+        try:
+            return _lstat_at(dir_fd, base)
+        finally:
+            os.close(dir_fd)
+    except (X509Error, OSError):
+        return None
 
 
 def parse_mode(value, where='', secret=True):
@@ -729,12 +1048,9 @@ def file_summary(path, data, kind='key', with_attrs=True):
     if data is None:
         return '%s: absent\n' % path
     attrs = ''
-    try:
-        if with_attrs:
-            st = os.stat(path)
-            attrs = ' mode %04o uid %d gid %d' % (st.st_mode & 0o7777, st.st_uid, st.st_gid)
-    except OSError:
-        pass
+    st = stat_file(path) if with_attrs else None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        attrs = ' mode %04o uid %d gid %d' % (st.st_mode & 0o7777, st.st_uid, st.st_gid)
     try:
         if kind == 'key':
             key = load_private_key(data)

@@ -19,6 +19,10 @@ description:
   - Refuses to change a guest that is not shut off. The persistent definition is changed, never a
     running guest.
   - With O(state=query) only reports the disk and the guest's state (runs in check mode too).
+  - To change a guest it reads the persistent definition with its secrets (C(VIR_DOMAIN_XML_SECURE), which
+    needs a read-write connection), so that VNC/SPICE passwords (C(<graphics passwd=...>)) survive the
+    rewrite. The diff shows every password as C(********). Check mode and O(state=query) use a read-only
+    connection and never see the passwords.
 author:
   - secvirt.kvm contributors (@secvirt)
 options:
@@ -116,11 +120,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import (
-    DiskError,
-    disk_facts,
-    switch_to_block,
-)
+from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import DiskError, run_guest_disk
 
 LIBVIRT_IMPORT_ERROR = None
 try:
@@ -128,9 +128,6 @@ try:
 except ImportError:
     LIBVIRT_IMPORT_ERROR = traceback.format_exc()
     libvirt = None
-
-STATE_NAMES = {0: 'no state', 1: 'running', 2: 'blocked', 3: 'paused', 4: 'shutting down',
-               5: 'shut off', 6: 'crashed', 7: 'suspended'}
 
 
 def main():
@@ -148,43 +145,22 @@ def main():
     if libvirt is None:
         module.fail_json(msg=missing_required_lib('libvirt-python (python3-libvirt)'), exception=LIBVIRT_IMPORT_ERROR)
     p = module.params
+    # A change needs a read-write connection, also to read the definition with
+    # its graphics passwords (VIR_DOMAIN_XML_SECURE) so that they survive it.
     writing = p['state'] == 'present' and not module.check_mode
     try:
         conn = libvirt.open(p['uri']) if writing else libvirt.openReadOnly(p['uri'])
     except libvirt.libvirtError as exc:
         module.fail_json(msg='cannot connect to libvirt at %s: %s' % (p['uri'], exc))
     try:
-        try:
-            dom = conn.lookupByName(p['domain'])
-        except libvirt.libvirtError as exc:
-            module.fail_json(msg='no guest named %s: %s' % (p['domain'], exc))
-        state = STATE_NAMES.get(dom.state()[0], 'unknown')
-        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-        try:
-            facts = disk_facts(xml, p['target'])
-        except DiskError as exc:
-            module.fail_json(msg=str(exc), domain_state=state)
-        result = dict(changed=False, disk=facts, domain_state=state)
-        if p['state'] == 'query':
-            module.exit_json(**result)
-        try:
-            new_xml, changed = switch_to_block(xml, p['target'], p['dev'])
-        except DiskError as exc:
-            module.fail_json(msg=str(exc), **result)
-        if changed and state != 'shut off':
-            module.fail_json(msg='refusing to move disk %s of guest %s to %s: the guest is %s; shut it down first'
-                             % (p['target'], p['domain'], p['dev'], state), **result)
-        if changed and not module.check_mode:
-            conn.defineXML(new_xml)
-            new_xml = conn.lookupByName(p['domain']).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-        result['changed'] = changed
-        if module._diff:
-            result['diff'] = dict(before=xml, after=new_xml)
-        module.exit_json(**result)
+        result = run_guest_disk(conn, p, check_mode=module.check_mode, diff=module._diff)
+    except DiskError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
     except libvirt.libvirtError as exc:
         module.fail_json(msg='libvirt refused: %s' % exc)
     finally:
         conn.close()
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

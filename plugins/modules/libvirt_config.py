@@ -23,6 +23,10 @@ description:
     a file the daemon would reject is never written. Values are compared after
     parsing, so C(auth_tls='none') and C(auth_tls = "none") are the same.
   - The file is replaced atomically, keeping its owner, group and mode.
+  - Values of keys that hold secrets (names matching C(*_password), C(*_secret) or C(*passwd*),
+    any case, such as C(vnc_password)) are written to the file as given but shown as C(********)
+    in the diff, in RV(values) and in the module's logged arguments. Changes are still detected
+    on the real values, and the diff still marks a secret that changed.
 options:
   path:
     description: Configuration file to edit.
@@ -107,7 +111,9 @@ changed_keys:
   elements: str
   sample: [auth_tls, tls_allowed_dn_list]
 values:
-  description: Effective values of the keys named in O(settings) after the edit.
+  description:
+    - Effective values of the keys named in O(settings) after the edit.
+    - Values of secret keys (C(*_password), C(*_secret), C(*passwd*)) are shown as C(********).
   returned: always
   type: dict
   sample: {auth_tls: none, tls_no_verify_certificate: 0}
@@ -137,6 +143,13 @@ def main():
     path = module.params['path']
     settings = module.params['settings']
     unset = module.params['unset']
+    # values of secret keys never leave the module: not in the logged and
+    # returned arguments (no_log_values), the diff or the returned values
+    for key, value in settings.items():
+        if libvirt_conf.is_secret_key(key):
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if item is not None and to_text(item) != '':
+                    module.no_log_values.add(to_text(item))
     exists = os.path.exists(path)
     if not exists and not module.params['create']:
         module.fail_json(msg='%s does not exist (is the package that owns it installed?); use create=true to create it' % path)
@@ -161,9 +174,10 @@ def main():
     changed_keys += [k for k in unset if k in old_values]
     changed = after != before or not exists
     result = dict(changed=changed, changed_keys=changed_keys,
-                  values=dict((k, normalised[k]) for k in normalised))
+                  values=dict((k, libvirt_conf.mask_value(k, normalised[k])) for k in normalised))
     if module._diff:
-        result['diff'] = dict(before=before, after=after,
+        result['diff'] = dict(before=libvirt_conf.mask_text(before),
+                              after=libvirt_conf.mask_text(after, changed=changed_keys),
                               before_header=path if exists else '/dev/null', after_header=path)
 
     if changed and not module.check_mode:

@@ -18,8 +18,17 @@ description:
   - By default the secret is C(ephemeral='yes') - kept only in the daemon's memory. libvirt before 12.1
     (Debian 12 has 9.0) stores the value of a persistent secret base64-encoded, not encrypted, in
     C(/etc/libvirt/secrets/<uuid>.base64); the module warns when O(ephemeral=false) on such a version.
-    The price of an ephemeral secret is that it disappears when the secret daemon restarts; run the
-    play again before starting the guests that need it (like opening a LUKS volume by hand).
+    The price of an ephemeral secret is that libvirt drops it, definition and value, whenever the daemon
+    that holds it (libvirtd, or virtsecretd on a modular host) stops or restarts - also a restart by a
+    handler later in the same play. Run the task again after every such restart and before starting
+    the guests that need it (like opening a LUKS volume by hand). The module returns RV(ephemeral) and
+    warns each time it sets an ephemeral value, as a reminder that it will not survive a restart.
+  - A secret that exists without a value (a C(setValue) that failed after the secret was defined, or a
+    secret defined by hand) gets its value whatever O(update_value) says, when libvirt reveals that.
+    It does for a non-private secret, but never for a private one (RV(has_value) is then null). So
+    that this module cannot leave a private secret without a value, it undefines a secret it has just
+    defined when setting the value fails, and sets the value of an existing secret before it records a
+    new fingerprint (O(update_value=on_change)).
   - Because a private secret cannot be read back, the module cannot compare values. O(update_value)
     says when the value is (re)set; see its description.
 author:
@@ -64,8 +73,9 @@ options:
     default: text
   update_value:
     description:
-      - V(on_create) sets the value only when the module defines (or has to re-define) the secret. This
-        is right for volume encryption keys, whose value must not change unless the volume is re-keyed.
+      - V(on_create) sets the value only when the module defines (or has to re-define) the secret, or
+        when the secret is known to have no value. This is right for volume encryption keys, whose value
+        must not change unless the volume is re-keyed.
       - V(always) sets the value on every run; the task then always reports a change.
       - V(on_change) keeps an HMAC-SHA256 of the value in the secret's description, keyed with
         O(fingerprint_key), and sets the value when the fingerprint differs. Without the key a reader of
@@ -139,6 +149,20 @@ reasons:
   type: list
   elements: str
   sample: [the secret does not exist]
+has_value:
+  description:
+    - Whether the secret held a value before this run (false when it did not exist).
+    - Null when libvirt does not say, which is always the case for a private secret, and with O(state=absent).
+  returned: always
+  type: bool
+  sample: null
+ephemeral:
+  description:
+    - Whether the secret lives only in the memory of the libvirt daemon, so that a restart or stop of
+      libvirtd (virtsecretd) removes it and the task must run again. Null with O(state=absent).
+  returned: always
+  type: bool
+  sample: true
 '''
 
 import traceback
@@ -183,6 +207,43 @@ def lookup(conn, params):
         raise
 
 
+def probe_value(secret):
+    """True/False: whether the secret holds a value; None when libvirt does not say.
+
+    libvirt answers VIR_ERR_INVALID_SECRET ("secret is private") for a private
+    secret before it looks at the value, and VIR_ERR_NO_SECRET ("does not have
+    a value") for a secret without one. The value of a non-private secret is
+    read and dropped at once.
+    """
+    try:
+        secret.value(0)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+            return False
+        return None
+    return True
+
+
+def set_value(secret, value, defined_now):
+    """Set the value; undefine a secret defined by this run if that fails.
+
+    Otherwise a private secret would stay defined without a value, which no
+    later run could see (libvirt does not say whether a private secret has one).
+    """
+    try:
+        secret.setValue(value, 0)
+    except libvirt.libvirtError as exc:
+        if not defined_now:
+            raise
+        try:
+            secret.undefine()
+        except libvirt.libvirtError as undo:
+            raise SecretError('libvirt refused the value: %s; the secret defined by this run could not be '
+                              'undefined again (%s) and is left without a value' % (exc, undo))
+        raise SecretError('libvirt refused the value: %s; the secret defined by this run was undefined '
+                          'again, so the next run starts over' % exc)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -216,7 +277,7 @@ def main():
     except libvirt.libvirtError as exc:
         module.fail_json(msg='cannot connect to libvirt at %s: %s' % (p['uri'], exc))
 
-    result = dict(changed=False, uuid=None, value_set=False, reasons=[])
+    result = dict(changed=False, uuid=None, value_set=False, reasons=[], has_value=None, ephemeral=None)
     try:
         secret = lookup(conn, p)
         before_xml = secret.XMLDesc(0) if secret else ''
@@ -245,18 +306,31 @@ def main():
             new_fp = fingerprint(p['fingerprint_key'], p['usage_type'], p['usage_id'], value)
         wanted = dict(ephemeral=p['ephemeral'], private=p['private'], description=p['description'],
                       usage_type=p['usage_type'], usage_id=p['usage_id'])
-        define, undefine_first, set_value, reasons = plan(existing, wanted, p['update_value'], new_fp)
+        has_value = probe_value(secret) if secret else False
+        define, undefine_first, value_needed, reasons = plan(existing, wanted, p['update_value'], new_fp, has_value)
         uuid = p['uuid'] or (existing['uuid'] if existing else None)
         new_xml = build_secret_xml(p['usage_type'], p['usage_id'], compose_description(p['description'], new_fp),
                                    p['ephemeral'], p['private'], uuid)
-        result.update(changed=define or set_value, value_set=set_value, reasons=reasons)
+        result.update(changed=define or value_needed, value_set=value_needed, reasons=reasons,
+                      has_value=has_value, ephemeral=p['ephemeral'])
+        if value_needed and p['ephemeral']:
+            module.warn('libvirt secret %s %s is ephemeral: libvirt drops it (definition and value) when libvirtd '
+                        '(virtsecretd on a modular host) stops or restarts, also when a handler restarts it later '
+                        'in this play; run this task again after such a restart, before starting the guests '
+                        'that need the secret' % (p['usage_type'], p['usage_id']))
         if not module.check_mode:
+            defined_now = False
             if undefine_first:
                 secret.undefine()
-            if define:
+            if define and (secret is None or undefine_first):
                 secret = conn.secretDefineXML(new_xml, 0)
-            if set_value:
-                secret.setValue(value, 0)
+                defined_now = True
+            if value_needed:
+                # an existing secret gets its value before its new description: a
+                # fingerprint must not announce a value that setValue then refused
+                set_value(secret, value, defined_now)
+            if define and not defined_now:
+                secret = conn.secretDefineXML(new_xml, 0)
             result['uuid'] = secret.UUIDString()
         if module._diff:
             after = before_xml

@@ -22,6 +22,8 @@ description:
     existing LUKS header; it only allows wiping a foreign signature.
   - Refuses to close (or destroy) a mapping that a running libvirt guest uses, or that anything else
     holds open.
+  - Before anything is read or run on the host, refuses O(state=absent) without O(wipe=true) and new
+    passphrases (O(passphrase), O(add_passphrases)) shorter than O(passphrase_min_length).
   - Keyslots - checks that O(passphrase) unlocks the device (C(cryptsetup open --test-passphrase));
     when it does not but O(previous_passphrase) does, replaces the old passphrase with the new one
     (C(luksChangeKey)); adds O(add_passphrases) and removes O(remove_passphrases). The data is never
@@ -46,32 +48,52 @@ options:
       - V(opened) formats the device if it is blank and opens it.
       - V(closed) formats the device if it is blank and makes sure it is not open.
       - V(absent) closes the mapping, destroys every keyslot (C(cryptsetup erase)) and wipes the LUKS
-        signature; the data on the device becomes unrecoverable.
+        signature; the data on the device becomes unrecoverable. It is refused unless O(wipe=true).
     type: str
     choices: [opened, closed, absent]
     default: opened
   passphrase:
     description:
       - Passphrase that must unlock the device (from Ansible Vault). Required unless O(state=absent).
-      - At most 512 bytes, without newline characters.
+      - At least O(passphrase_min_length) characters, at most 512 bytes, without newline characters.
+        The minimum also applies to a passphrase the device already has; rotate a shorter one with
+        O(previous_passphrase).
     type: str
   previous_passphrase:
     description:
       - The passphrase the device had before; used only when O(passphrase) does not unlock it yet, to
         replace the old passphrase by the new one in place (key rotation).
+      - Only has to unlock the device, so O(passphrase_min_length) does not apply to it.
     type: str
   add_passphrases:
     description:
       - Further passphrases that must also unlock the device (each gets its own keyslot).
+      - Each must be at least O(passphrase_min_length) characters long.
     type: list
     elements: str
     default: []
   remove_passphrases:
     description:
       - Passphrases that must no longer unlock the device (their keyslots are removed).
+      - Only have to unlock the device, so O(passphrase_min_length) does not apply to them.
     type: list
     elements: str
     default: []
+  passphrase_min_length:
+    description:
+      - Minimum length in characters of O(passphrase) and of each entry of O(add_passphrases),
+        checked before anything is read or changed on the host. The message never shows the passphrase.
+      - Cannot be set below 8. The default, 12, is the rule of the C(secvirt.kvm.pki) CA passphrase.
+    type: int
+    default: 12
+  wipe:
+    description:
+      - Confirms O(state=absent), which destroys every keyslot and the LUKS signature (the data becomes
+        unrecoverable). Without O(wipe=true), O(state=absent) is refused before anything is done,
+        in check mode too.
+      - Has no effect with the other states.
+    type: bool
+    default: false
   force:
     description:
       - Allow formatting a device that holds a filesystem, LVM, RAID, swap or partition-table
@@ -172,6 +194,13 @@ EXAMPLES = r'''
     previous_passphrase: "{{ vault_guest01_passphrase }}"
   no_log: true
 
+- name: Destroy guest03's volume for good (the data becomes unrecoverable)
+  secvirt.kvm.luks_volume:
+    name: guest03
+    device: /dev/vg_guests/guest03_luks
+    state: absent
+    wipe: true
+
 - name: Close guest02's volume (fails while guest02 runs)
   secvirt.kvm.luks_volume:
     name: guest02
@@ -244,9 +273,12 @@ from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import (
 from ansible_collections.secvirt.kvm.plugins.module_utils.luks import (
     LuksError,
     LuksVolume,
+    MIN_PASSPHRASE,
     Runner,
     dump_json_argv,
     parse_luks2_json,
+    refuse_absent_without_wipe,
+    validate_min_length,
     validate_passphrase,
 )
 
@@ -269,6 +301,8 @@ def main():
             previous_passphrase=dict(type='str', no_log=True),
             add_passphrases=dict(type='list', elements='str', default=[], no_log=True),
             remove_passphrases=dict(type='list', elements='str', default=[], no_log=True),
+            passphrase_min_length=dict(type='int', default=MIN_PASSPHRASE, no_log=False),
+            wipe=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
             cipher=dict(type='str', default='aes-xts-plain64'),
             key_size=dict(type='int', default=512, no_log=False),
@@ -287,6 +321,22 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    # Refusals that need nothing from the host come first: nothing is read or run before them.
+    try:
+        if p['state'] == 'absent':
+            refuse_absent_without_wipe(p['wipe'], p['device'])
+        else:
+            min_length = p['passphrase_min_length']
+            validate_min_length(min_length)
+            validate_passphrase(p['passphrase'], min_length=min_length)
+            if p['previous_passphrase']:
+                validate_passphrase(p['previous_passphrase'], 'previous_passphrase')
+            for extra in p['add_passphrases']:
+                validate_passphrase(extra, 'an entry of add_passphrases', min_length=min_length)
+            for old in p['remove_passphrases']:
+                validate_passphrase(old, 'an entry of remove_passphrases')
+    except LuksError as exc:
+        module.fail_json(msg=str(exc), name=p['name'], device=p['device'], mapper='/dev/mapper/%s' % p['name'])
     for tool in ('cryptsetup', 'blkid', 'wipefs'):
         module.get_bin_path(tool, required=True)
     dmsetup = module.get_bin_path('dmsetup')
@@ -335,15 +385,7 @@ def main():
             key_size=p['key_size'], pbkdf=p['pbkdf'], pbkdf_memory=p['pbkdf_memory'],
             pbkdf_iterations=p['pbkdf_iterations'], pbkdf_parallel=p['pbkdf_parallel'],
             iter_time=p['iter_time'], sector_size=p['sector_size'], label=p['label'],
-            discards=p['discards'], upgrade_pbkdf=p['upgrade_pbkdf'])
-        if p['state'] != 'absent':
-            validate_passphrase(p['passphrase'])
-            if p['previous_passphrase']:
-                validate_passphrase(p['previous_passphrase'], 'previous_passphrase')
-            for extra in p['add_passphrases']:
-                validate_passphrase(extra, 'an entry of add_passphrases')
-            for old in p['remove_passphrases']:
-                validate_passphrase(old, 'an entry of remove_passphrases')
+            discards=p['discards'], upgrade_pbkdf=p['upgrade_pbkdf'], wipe=p['wipe'])
         volume.plan(p['state'])
         if volume.actions and not module.check_mode:
             volume.apply()

@@ -23,6 +23,11 @@ description:
     unknown attributes.
   - Refuses to undefine a filter that another filter or a guest (persistent or running definition)
     references, unless O(force=true).
+  - With O(state=present) it reports whether the filter's layer-3/4 rules (C(tcp), C(udp), C(icmp), C(all),
+    and the C(-ipv6) ones, also those of included filters) can be in force on this host. libvirt
+    implements them with iptables/ip6tables, which bridged guest traffic passes only with C(br_netfilter)
+    loaded and C(net.bridge.bridge-nf-call-iptables) (C(bridge-nf-call-ip6tables)) set to 1. See
+    O(bridge_netfilter).
 extends_documentation_fragment:
   - secvirt.kvm.libvirt
 author:
@@ -114,6 +119,17 @@ options:
       - libvirt itself still refuses while a running guest uses it.
     type: bool
     default: false
+  bridge_netfilter:
+    description:
+      - What to do, with O(state=present), when the filter (or a filter it includes) has layer-3/4 rules and
+        C(br_netfilter) is not loaded or C(net.bridge.bridge-nf-call-iptables) / C(bridge-nf-call-ip6tables)
+        is 0 on this host, so that the rules would not see bridged guest traffic.
+      - V(warn) defines the filter and warns, V(fail) refuses before defining it, V(ignore) says nothing.
+      - The filter is not bound to an interface here, so a bridge's own C(nf_call_iptables) is not looked at;
+        M(secvirt.kvm.nwfilter_binding) does.
+    type: str
+    choices: [warn, fail, ignore]
+    default: warn
 notes:
   - Needs the libvirt nwfilter driver (C(libvirtd) or C(virtnwfilterd)) and, to instantiate filters,
     ebtables and iptables on the host.
@@ -169,6 +185,22 @@ referenced_by:
   returned: state=absent and the filter exists
   type: dict
   sample: {filters: [], guests: [web01]}
+layer3_protocols:
+  description: The layer-3/4 (iptables/ip6tables) protocols used by the filter and the filters it includes.
+  returned: state=present
+  type: list
+  elements: str
+  sample: [tcp]
+layer3_rules_enforced:
+  description:
+    - Whether bridged guest traffic reaches those rules on this host (V(true) when there are none, null when
+      libvirt runs on another host).
+  returned: state=present
+  type: bool
+bridge_nf_call:
+  description: What was read on the host, as in M(secvirt.kvm.nwfilter_binding).
+  returned: state=present
+  type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -203,6 +235,7 @@ def main():
                 parameters=dict(type='dict'),
             )),
             force=dict(type='bool', default=False),
+            bridge_netfilter=dict(type='str', default='warn', choices=['warn', 'fail', 'ignore']),
         ),
         mutually_exclusive=[('xml', 'chain'), ('xml', 'priority'), ('xml', 'rules'), ('xml', 'filterrefs')],
         supports_check_mode=True,

@@ -22,8 +22,11 @@ description:
     Cyrus SASL computes the SCRAM verifier (the C(authPassword) property) only
     when that file also sets C(scram_secret_generate) to C(yes);
     the C(secvirt.kvm.libvirt_remote) role writes both.
-  - A stored SCRAM secret cannot be compared with a password without
-    re-implementing the mechanism, so password changes follow O(update_password).
+  - Password changes follow O(update_password). The default V(on_mismatch) checks
+    the password against the stored SCRAM verifier (salt, iteration count,
+    StoredKey and ServerKey of C(authPassword)) and, with O(store_plaintext=true),
+    against the cleartext C(userPassword), in constant time; the cleartext
+    password is never written, printed or put on a command line for that.
 options:
   users:
     description: Users to manage.
@@ -52,12 +55,20 @@ options:
     default: false
   update_password:
     description:
-      - V(on_create) sets the password only when the user is created (idempotent).
-      - V(always) sets it on every run and always reports a change; use it for
-        a rotation run.
+      - V(on_mismatch) sets the password when the user is created and whenever
+        the stored verifier does not match it (a rotated password in the
+        inventory), and reports no change when it matches. It reads the
+        database file directly (Berkeley DB, the format of Debian's Cyrus SASL);
+        when the file is in another format, or the user has no verifier it
+        understands, the password is left alone with a warning (see RV(unverified)).
+      - V(on_create) sets the password only when the user is created; a changed
+        password is then ignored.
+      - V(always) sets it on every run and always reports a change.
+      - C(saslpasswd2) drops one trailing newline of the password; the check does
+        the same. Passwords with a NUL character or longer than 1024 bytes are refused.
     type: str
-    choices: [on_create, always]
-    default: on_create
+    choices: [on_mismatch, on_create, always]
+    default: on_mismatch
   path:
     description: The sasldb file.
     type: path
@@ -127,11 +138,22 @@ realm:
   type: str
   sample: kvmhost.example.org
 actions:
-  description: What was (or in check mode would be) done, without passwords.
+  description:
+    - What was (or in check mode would be) done, without passwords.
+    - C(update) is a password change (O(update_password=always), or a password
+      that does not match the stored verifier).
   returned: always
   type: list
   elements: str
-  sample: ["create admin", "delete olduser@kvmhost.example.org"]
+  sample: ["create admin", "update operator@kvmhost.example.org", "delete olduser@kvmhost.example.org"]
+unverified:
+  description:
+    - Users (C(user@realm)) whose password could not be compared with the database
+      under O(update_password=on_mismatch) and was therefore left as it is.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 '''
 
 import os
@@ -149,7 +171,8 @@ def main():
                 state=dict(type='str', choices=['present', 'absent'], default='present'),
             )),
             exclusive=dict(type='bool', default=False),
-            update_password=dict(type='str', choices=['on_create', 'always'], default='on_create', no_log=False),
+            update_password=dict(type='str', choices=['on_mismatch', 'on_create', 'always'], default='on_mismatch',
+                                 no_log=False),
             path=dict(type='path', default='/etc/libvirt/passwd.db'),
             appname=dict(type='str', default='libvirt'),
             realm=dict(type='str'),
@@ -171,18 +194,31 @@ def main():
     db = sasl.SaslDb(run, p['path'], appname=p['appname'], realm=p['realm'],
                      saslpasswd=saslpasswd, listusers=listusers, exists=os.path.exists(p['path']),
                      store_plaintext=p['store_plaintext'])
+    unverified = []
+
+    def check(name, realm, password):
+        verdict = db.check_password(name, realm, password)
+        if verdict is None:
+            unverified.append('%s@%s' % (name, realm))
+        return verdict
+
     try:
         current = db.list()
         actions = sasl.plan(current, p['users'], p['exclusive'], p['update_password'], p['realm'],
-                            p['store_plaintext'])
+                            p['store_plaintext'], check=check)
     except sasl.SaslError as exc:
         module.fail_json(msg=str(exc))
+    if unverified:
+        module.warn('could not compare the password of %s with %s (no SCRAM verifier or cleartext this module can '
+                    'read there); it was left unchanged: set update_password=always once to apply a changed password'
+                    % (', '.join(unverified), p['path']))
 
     def label(action):
         return '%s %s' % (action[0], action[1] if action[2] is None else '%s@%s' % (action[1], action[2]))
 
     before = sorted('%s@%s' % k for k in current)
-    result = dict(changed=bool(actions), actions=[label(a) for a in actions], users=before, realm=p['realm'])
+    result = dict(changed=bool(actions), actions=[label(a) for a in actions], users=before, realm=p['realm'],
+                  unverified=unverified)
     if actions and not module.check_mode:
         try:
             sasl.apply(db, actions, p['users'])

@@ -13,11 +13,16 @@ version_added: 0.1.0
 description:
   - Sets the guest's C(<seclabel>) for one security model (SELinux, AppArmor or DAC) in its persistent
     definition; the running guest keeps its label until it restarts (RV(restart_required)).
-  - Validates SELinux labels (C(user:role:type:level)) and, for static labels, the MCS categories
-    (C(s0:cN,cM) with N < M, both in c0..c1023; ranges are refused because they would not isolate the
-    guest), checks that C(imagelabel) carries the same categories as C(label), and refuses a category
-    pair that another guest on the host already uses (static definitions and the dynamic labels of
-    running guests), since libvirt leaves that uniqueness to the administrator.
+  - Validates SELinux labels (C(user:role:type:level)) and, for static labels, the MCS categories.
+    A static SELinux label needs exactly two distinct categories, C(s0:cN,cM) with N < M, both in
+    c0..c1023, as libvirt's dynamic labels use. A label without categories or with a single one
+    (C(s0:c5)) is refused, because every label that adds categories (C(s0:c5,c9)) dominates it;
+    ranges are refused because they would dominate other guests. C(imagelabel) must carry the same
+    categories as C(label).
+  - Refuses a static SELinux label that shares any category with the SELinux label of another guest
+    on the host, or that dominates another guest's label without categories (static definitions and
+    the dynamic labels of running guests), since libvirt leaves that separation to the administrator.
+  - DAC and AppArmor labels are checked for syntax only.
   - Reports the labels the security drivers really gave the running qemu process
     (virDomainGetSecurityLabelList), so that a play can check them against the disk images.
 extends_documentation_fragment:
@@ -71,7 +76,9 @@ options:
     choices: [present, absent]
     default: present
   check_unique:
-    description: Refuse a static SELinux MCS category pair that another guest already uses.
+    description:
+      - Refuse a static SELinux MCS category pair that shares a category with another guest's SELinux
+        label, or that dominates another guest's label without categories.
     type: bool
     default: true
   require_host_model:
@@ -151,8 +158,8 @@ live_imagelabel:
   returned: when the guest runs
   type: str
 conflicts:
-  description: Guests already using the requested MCS pair.
-  returned: on failure because of a duplicate pair
+  description: Guests whose SELinux label shares a category with the requested MCS pair or has no categories.
+  returned: on failure because of an overlapping pair
   type: list
   elements: dict
 '''

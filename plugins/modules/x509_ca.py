@@ -149,11 +149,11 @@ def main():
     if not p['passphrase']:
         module.fail_json(msg='passphrase must not be empty: the CA key is never stored unencrypted')
 
-    cert_data = x.read_file(p['cert_path'])
-    key_data = x.read_file(p['key_path'])
     result = dict(changed=False, created=False)
 
     try:
+        cert_data = x.read_file(p['cert_path'])
+        key_data = x.read_file(p['key_path'])
         if cert_data is None and key_data is None:
             if not p['create']:
                 module.fail_json(msg='no CA at %s / %s and create=false' % (p['cert_path'], p['key_path']))

@@ -23,6 +23,11 @@ description:
   - The CSR is rebuilt on every run (it is not stored), so a CSR alone never
     reports a change; only a new key or corrected file attributes do.
   - All entries are validated before anything is written.
+  - The module runs as root on paths inside users' home directories, so it
+    refuses (for the whole call, before writing anything) any key, copy or
+    O(keys[].cert_path) whose path goes through a symlink owned by another
+    user than root, or that is itself a symlink. Files are opened without
+    following links and owner and mode are set through the open file.
   - In check mode a missing key is simulated with a throw-away in-memory key,
     so that the signer can report what it would issue.
 options:
@@ -175,7 +180,6 @@ requests:
       current_certificate: "-----BEGIN CERTIFICATE-----..."
 '''
 
-import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -192,8 +196,10 @@ COPY_SPEC = dict(
 def validate(entries, check_mode=False):
     """Every problem of every entry, before the first write.
 
-    A missing directory is fine in check mode: the play's preceding (also
-    simulated) task would have created it.
+    Every path (keys, copies, the current certificate) must be safe to use as
+    root: no component a symlink a user could have planted, the file itself
+    not a symlink at all (see x509.check_path). A missing directory is fine in
+    check mode: the play's preceding (also simulated) task would have created it.
     """
     errors = []
     names = set()
@@ -205,8 +211,10 @@ def validate(entries, check_mode=False):
             names.add(where)
             for target in [entry] + entry['copies']:
                 x.parse_mode(target['mode'], target['path'])
-                if not check_mode and not os.path.isdir(os.path.dirname(target['path'])):
-                    raise x.X509Error('directory %s does not exist' % os.path.dirname(target['path']))
+                x.resolve_owner(target['owner'], target['group'])
+                x.check_path(target['path'], missing_ok=check_mode)
+            if entry['cert_path']:
+                x.check_path(entry['cert_path'], missing_ok=True)
             x.build_name(entry['subject'])
             x.normalize_sans(entry['dns'], entry['ip'])
         except x.X509Error as exc:
@@ -257,11 +265,11 @@ def main():
                     changed = True
                     if not module.check_mode:
                         x.atomic_write(target['path'], pem, x.parse_mode(target['mode']))
-                if os.path.exists(target['path']):
-                    # in check mode this only reports whether owner/group/mode would change
-                    file_args = module.load_file_common_arguments(dict(
-                        path=target['path'], owner=target['owner'], group=target['group'], mode=target['mode']))
-                    changed = module.set_fs_attributes_if_different(file_args, changed)
+                # through the file's descriptor, never a link; in check mode this only
+                # reports whether owner/group/mode would change
+                uid, gid = x.resolve_owner(target['owner'], target['group'])
+                if x.set_attributes(target['path'], uid, gid, x.parse_mode(target['mode']), module.check_mode):
+                    changed = True
                 if module.check_mode:
                     after.append('%s: %s key %s mode %s owner %s:%s\n' % (
                         target['path'], entry['type'], x.public_key_fingerprint(key)[:23],

@@ -23,6 +23,11 @@ description:
     clients reject.
   - Files are replaced atomically (temporary file in the same directory,
     then rename) and only when their content differs.
+  - The module runs as root on paths inside users' home directories, so it
+    refuses (for the whole call, before writing anything) any file or
+    O(certificates[].key_path) whose path goes through a symlink owned by
+    another user than root, or that is itself a symlink. Files are opened
+    without following links and owner and mode are set through the open file.
 options:
   ca_certificate:
     description: CA certificate (PEM).
@@ -136,7 +141,6 @@ changed_files:
   sample: [/etc/pki/libvirt/servercert.pem]
 '''
 
-import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -183,8 +187,9 @@ def check(module):
         for f in files:
             try:
                 x.parse_mode(f['mode'], f['path'], secret=False)
-                if not module.check_mode and not os.path.isdir(os.path.dirname(f['path'])):
-                    raise x.X509Error('directory %s does not exist' % os.path.dirname(f['path']))
+                x.resolve_owner(f['owner'], f['group'])
+                # no symlink a user could plant, anywhere on the path (see x509.check_path)
+                x.check_path(f['path'], missing_ok=module.check_mode)
             except x.X509Error as exc:
                 errors.append(str(exc))
     if errors:
@@ -223,13 +228,13 @@ def main():
                     before.append(x.file_summary(f['path'], current, 'certificate'))
                     if not module.check_mode:
                         x.atomic_write(f['path'], pem, x.parse_mode(f['mode'], secret=False))
-                if os.path.exists(f['path']):
-                    file_args = module.load_file_common_arguments(dict(
-                        path=f['path'], owner=f['owner'], group=f['group'], mode=f['mode']))
-                    attrs_changed = module.set_fs_attributes_if_different(file_args, False)
-                    if attrs_changed and not changed:
-                        before.append('%s: other owner, group or mode\n' % f['path'])
-                    changed = changed or attrs_changed
+                # through the file's descriptor, never a link; check mode only reports
+                uid, gid = x.resolve_owner(f['owner'], f['group'])
+                attrs_changed = x.set_attributes(f['path'], uid, gid, x.parse_mode(f['mode'], secret=False),
+                                                 module.check_mode)
+                if attrs_changed and not changed:
+                    before.append('%s: other owner, group or mode\n' % f['path'])
+                changed = changed or attrs_changed
                 if changed:
                     changed_files.append(f['path'])
                     after.append(x.file_summary(f['path'], pem, 'certificate', with_attrs=False).rstrip('\n')

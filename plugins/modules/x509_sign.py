@@ -26,6 +26,11 @@ description:
     O(requests[].dns) and O(requests[].ip) (the inventory), not from the CSR.
   - Every request is validated before anything is signed; one bad request
     fails the call and names all bad requests.
+  - No name may be claimed by two hosts (see O(requests[].host)). DNS names
+    (case-insensitive, trailing dot ignored, a wildcard claiming every name it
+    covers), IP addresses (by value) and the CN of server certificates are
+    compared across hosts; one clash fails the whole call. The CN of a client
+    certificate is an identity, not a host name, and is not compared.
   - Nothing is written anywhere. The certificates are returned, and the
     hosts install them (for example with M(secvirt.kvm.x509_install)).
     Signing therefore also happens in check mode, so that later check-mode
@@ -49,9 +54,19 @@ options:
     required: true
     suboptions:
       name:
-        description: Unique identifier, for example C(kvm01/server); keys of RV(certificates).
+        description:
+          - Unique identifier, for example C(kvm01/server); keys of RV(certificates).
+          - The part before the first C(/) names the host the request belongs to, unless O(requests[].host) is set.
         type: str
         required: true
+      host:
+        description:
+          - Host (inventory name) the certificate is for; defaults to the part of O(requests[].name) before
+            the first C(/), or the whole name.
+          - Requests of one host may share names (for example the libvirtd and QEMU certificates of one
+            machine); a DNS name, IP address or server CN claimed by two different hosts makes the whole
+            call fail, because either host could then impersonate the other.
+        type: str
       csr:
         description: PEM CSR made with the key on the host (M(secvirt.kvm.x509_csr) RV(secvirt.kvm.x509_csr#module:requests.csr)).
         type: str
@@ -200,6 +215,7 @@ def main():
             ca_passphrase=dict(type='str', no_log=True),
             requests=dict(type='list', elements='dict', required=True, options=dict(
                 name=dict(type='str', required=True),
+                host=dict(type='str'),
                 csr=dict(type='str', required=True),
                 profile=dict(type='str', default='server', choices=list(x.PROFILES)),
                 subject=dict(type='dict', required=True),

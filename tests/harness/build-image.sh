@@ -109,8 +109,12 @@ cat >"$rootfs/etc/ssh/sshd_config.d/harness.conf" <<SSHD
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 UseDNS no
+HostKey /etc/ssh/ssh_host_ed25519_key
 SSHD
-rm -f "$rootfs"/etc/ssh/ssh_host_*     # regenerated per VM at first boot
+# Regenerated per VM at first boot, Ed25519 only: "ssh-keygen -A" also makes
+# an RSA-3072 key, whose prime search under TCG kept ssh-hostkeys.service
+# running for minutes (seen on the console past the 420 s boot timeout).
+rm -f "$rootfs"/etc/ssh/ssh_host_*
 cat >"$rootfs/etc/systemd/system/ssh-hostkeys.service" <<UNIT
 [Unit]
 Description=Generate SSH host keys for this VM
@@ -119,7 +123,7 @@ ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 
 [Install]
 WantedBy=multi-user.target

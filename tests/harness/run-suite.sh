@@ -16,7 +16,23 @@ summary() {
   # Whatever happened, no VM of ours may outlive the suite.
   .venv/bin/python tests/harness/vm.py reap >/dev/null 2>&1 || true
   printf '\n\033[1mStage timings\033[0m\n'
-  awk -F'\t' '{printf "  %-28s %-14s %4dm%02ds\n", $1, $2, int($3/60), $3%60}' "$SECVIRT_TIMINGS"
+  printf '  %-28s %-14s %7s %6s %8s\n' stage status time tasks s/task
+  local name status secs tasks log
+  while IFS=$'\t' read -r name status secs; do
+    tasks=""
+    log=$PWD/.cache/logs/molecule-${name#molecule:}.log
+    # Every task Ansible ran in the scenario (converge, idempotence, the
+    # verifier's helper plays), so a scenario that grows shows its cost.
+    if [[ $name == molecule:* && -f $log ]]; then
+      tasks=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -c '^TASK \[' || true)
+    fi
+    if [ -n "$tasks" ] && [ "$tasks" -gt 0 ]; then
+      printf '  %-28s %-14s %4dm%02ds %6d %8.1f\n' "$name" "$status" $((secs / 60)) $((secs % 60)) "$tasks" \
+        "$(awk -v s="$secs" -v t="$tasks" 'BEGIN{print s/t}')"
+    else
+      printf '  %-28s %-14s %4dm%02ds\n' "$name" "$status" $((secs / 60)) $((secs % 60))
+    fi
+  done <"$SECVIRT_TIMINGS"
   total=$(( $(date +%s) - suite_start ))
   printf '  %-28s %-14s %4dm%02ds\n' total "$1" $((total / 60)) $((total % 60))
   failure_excerpts
@@ -50,29 +66,40 @@ run image .venv/bin/python tests/harness/vm.py image
 # Molecule scenarios run in SECVIRT_LANES parallel lanes (default 2). Under
 # TCG one scenario alone keeps the 2 cores only 57-62% busy (sampled from
 # /proc/stat every 5 s during `molecule test -s libvirt_modules`), so a second
-# lane uses the idle share. Scenarios are dealt longest first to the lane with the least
-# work, by the minutes below (measured alone, `make test`; unknown: 10).
-declare -A minutes=([libvirt_remote]=27 [audit]=15 [storage]=13 [vlan_bridges]=12
-                    [libvirt_modules]=9 [pki]=9 [default]=3)
+# lane uses the idle share. A third lane does not pay: top still showed the
+# cores 42-47% idle with three scenarios running, but libvirt_remote took
+# 77+ min beside two others against 60m35s beside one (d802f73 vs CI at
+# 88c3e2e). The scenarios wait in one queue, longest first by the minutes
+# below (they only set the order: measured with two or three lanes busy,
+# 2026-12-02; unknown: 10), and a lane that finishes a scenario takes the
+# next one from the queue. A fixed split decided up front left one lane idle
+# for half an hour while the other still had two scenarios to run (CI at
+# 39da57d: libvirt_remote alone took 84 min).
+declare -A minutes=([libvirt_remote]=60 [pki]=31 [storage]=30 [audit]=25 [vlan_bridges]=20
+                    [libvirt_modules]=15 [default]=4)
 lanes=${SECVIRT_LANES:-2}
 logs=$PWD/.cache/logs
 mkdir -p "$logs"
-mapfile -t ordered < <(for s in "$@"; do printf '%s %s\n' "${minutes[$s]:-10}" "$s"; done | sort -rn | cut -d' ' -f2)
-declare -a lane_load lane_list
-for ((i = 0; i < lanes; i++)); do lane_load[i]=0; lane_list[i]=""; done
-for s in "${ordered[@]}"; do
-  best=0
-  for ((i = 1; i < lanes; i++)); do (( lane_load[i] < lane_load[best] )) && best=$i; done
-  lane_load[best]=$(( lane_load[best] + ${minutes[$s]:-10} ))
-  lane_list[best]+="$s "
-done
+queue=$logs/.queue
+for s in "$@"; do printf '%s %s\n' "${minutes[$s]:-10}" "$s"; done | sort -rn | cut -d' ' -f2 >"$queue"
+
+next_scenario() {
+  # Take the first scenario off the queue (under a lock: lanes take turns).
+  {
+    flock 8
+    head -n 1 "$queue"
+    sed -i 1d "$queue"
+  } 8>"$logs/.queue-lock"
+}
 
 lane() {
-  # One lane: its scenarios in turn. Each scenario's output goes to its own
-  # log, printed whole (under a lock, never interleaved) when it ends. A
-  # failed scenario does not stop the lane: one run reports every failure.
+  # One lane: scenarios from the queue until it is empty. Each scenario's
+  # output goes to its own log, printed whole (under a lock, never
+  # interleaved) when it ends. A failed scenario does not stop the lane:
+  # one run reports every failure.
   local s rc failed=0
-  for s in "$@"; do
+  while s=$(next_scenario) && [ -n "$s" ]; do
+    printf '\033[1mlane %d: %s\033[0m\n' "$1" "$s" >&2
     "$stage" "molecule:$s" .venv/bin/molecule test -s "$s" >"$logs/molecule-$s.log" 2>&1
     rc=$?
     { flock 9; cat "$logs/molecule-$s.log"; } 9>"$logs/.print-lock"
@@ -81,11 +108,9 @@ lane() {
   return $failed
 }
 
+printf '\033[1mmolecule queue (longest first): %s\033[0m\n' "$(tr '\n' ' ' <"$queue")" >&2
 for ((i = 0; i < lanes; i++)); do
-  [ -n "${lane_list[i]}" ] || continue
-  printf '\033[1mlane %d: %s(~%d min)\033[0m\n' "$i" "${lane_list[i]}" "${lane_load[i]}" >&2
-  # shellcheck disable=SC2086  # the list is space-separated scenario names
-  lane ${lane_list[i]} &
+  lane "$i" &
   pids+=($!)
 done
 failed=0

@@ -1,6 +1,7 @@
 """The harness gives every scenario real, separate Debian 12 machines."""
 import json
 import os
+import time
 
 import pytest
 import testinfra.utils.ansible_runner
@@ -25,6 +26,12 @@ def test_real_debian12_with_systemd_as_pid1(host):
     assert host.system_info.release.startswith("12")
     assert host.check_output("ps -o comm= -p 1") == "systemd"
     assert host.run("systemctl is-system-running --wait").stdout.strip() in ("running", "degraded")
+
+
+def test_clock_is_the_controllers(host):
+    # A VM resumed from a saved boot (tests/harness/vm.py) must not keep the
+    # clock of the day the boot was saved: certificates' validity depends on it.
+    assert abs(int(host.check_output("date -u +%s")) - time.time()) < 120
 
 
 def test_own_kernel_has_dm_crypt_and_8021q(host):

@@ -1,9 +1,11 @@
 """secvirt.kvm libvirt modules, checked on the KVM host the way an operator would:
 virsh, ps, the guest's cgroup files, ebtables/nft, and frames sent from the
 guest's side of its tap device."""
+import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 import textwrap
 
@@ -217,6 +219,80 @@ def test_binding_check_mode_and_detach_reattach(tapdev):
     assert re.search(rf"^\s*{tapdev}\s+clean-traffic\s*$", sh("virsh nwfilter-binding-list"), re.M)
 
 
+# ------------------------------------------------- layer-3 rules, br_netfilter
+
+BRIDGE_NF = "/proc/sys/net/bridge"
+
+
+def module_with_warnings(module_name, **args):
+    """Like module(), plus the warnings the ansible CLI printed: module.warn()
+    reaches the operator on stderr, not in the JSON result."""
+    cmd = [ansible_cli._tool(), HOST_NAME, "-i", ansible_cli.INVENTORY,  # pylint: disable=protected-access
+           "-m", f"secvirt.kvm.{module_name}", "-a", json.dumps(args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_cli._env(),  # pylint: disable=protected-access
+                          timeout=900, check=False)
+    head = re.search(rf"^{re.escape(HOST_NAME)} \| ([A-Z]+!?) => ", proc.stdout, re.M)
+    assert head, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.JSONDecoder().raw_decode(proc.stdout, head.end())[0]
+    assert head.group(1) in ("SUCCESS", "CHANGED"), result
+    warnings = [" ".join(text.split()) for text in proc.stderr.split("[WARNING]: ")[1:]]
+    return result, warnings
+
+
+@pytest.fixture
+def bridge_nf_restored():
+    """Put back br_netfilter and the net.bridge.bridge-nf-call-* sysctls as
+    found, and the converged clean-traffic binding, whatever the test did."""
+    loaded = HOST.run(f"test -d {BRIDGE_NF}").rc == 0
+    saved = {}
+    if loaded:
+        for name in ("iptables", "ip6tables", "arptables"):
+            saved[name] = sh(f"cat {BRIDGE_NF}/bridge-nf-call-{name}").strip()
+    yield
+    # first the binding: libvirt then drops mysecfilter's iptables rules
+    module("nwfilter_binding", domain=GUEST, mac=MAC, filter="clean-traffic",
+           parameters={"IP": "10.77.0.50", "CTRL_IP_LEARNING": "none"})
+    if loaded:
+        for name, value in saved.items():
+            sh(f"echo {value} > {BRIDGE_NF}/bridge-nf-call-{name}")
+    elif HOST.run("modprobe -r br_netfilter").rc != 0:
+        # still in use: keep bridged traffic out of iptables, as without it
+        for name in ("iptables", "ip6tables", "arptables"):
+            sh(f"echo 0 > {BRIDGE_NF}/bridge-nf-call-{name}")
+
+
+def test_layer3_rules_bypassed_without_bridge_nf_call_iptables(bridge_nf_restored, tapdev):
+    # mysecfilter (converge) drops tcp 25/23: libvirt implements that with
+    # iptables, which bridged frames skip with bridge-nf-call-iptables=0 (the
+    # vlan_bridges role's setting). br_netfilter is loaded first so that the
+    # kernel cannot load it mid-test (libvirt's physdev match would).
+    sh(f"modprobe br_netfilter && echo 0 > {BRIDGE_NF}/bridge-nf-call-iptables")
+    args = dict(domain=GUEST, mac=MAC, filter="mysecfilter", parameters={"IP": "10.77.0.50"})
+
+    refused = module_fails("nwfilter_binding", bridge_netfilter="fail", **args)
+    assert "mysecfilter" in refused["msg"] and "tcp" in refused["msg"], refused["msg"]
+    assert "net.bridge.bridge-nf-call-iptables is 0" in refused["msg"], refused["msg"]
+    assert refused["layer3_protocols"] == ["tcp"] and refused["layer3_rules_enforced"] is False
+    assert re.search(rf"^\s*{tapdev}\s+clean-traffic\s*$", sh("virsh nwfilter-binding-list"), re.M)
+    assert "<filterref filter='clean-traffic'>" in sh(f"virsh dumpxml --inactive {GUEST}")
+
+    warned, warnings = module_with_warnings("nwfilter_binding", **args)
+    assert warned["changed"] and warned["layer3_rules_enforced"] is False, warned
+    assert warned["layer3_protocols"] == ["tcp"]
+    assert warned["bridge_nf_call"]["iptables"] == 0 and warned["bridge_nf_call"]["bridge"] == "br-secvirt"
+    ours = [w for w in warnings if "network filter mysecfilter" in w]
+    assert len(ours) == 1, warnings
+    assert "tcp" in ours[0] and "net.bridge.bridge-nf-call-iptables is 0" in ours[0], ours[0]
+    assert re.search(rf"^\s*{tapdev}\s+mysecfilter\s*$", sh("virsh nwfilter-binding-list"), re.M)
+
+    # positive control: the same call once bridged frames pass iptables
+    sh(f"echo 1 > {BRIDGE_NF}/bridge-nf-call-iptables")
+    enforced, warnings = module_with_warnings("nwfilter_binding", **args)
+    assert not enforced["changed"] and enforced["layer3_rules_enforced"] is True, enforced
+    assert enforced["bridge_nf_call"]["iptables"] == 1
+    assert not [w for w in warnings if "mysecfilter" in w], warnings
+
+
 # ------------------------------------------------------------------ seclabel
 
 def test_static_dac_label_in_definition_and_on_the_process(qemu_pid):
@@ -256,7 +332,7 @@ def test_duplicate_mcs_pair_refused():
     result = module_fails("seclabel", label="system_u:system_r:svirt_t:s0:c32,c256", **args)
     assert "already used by mcs-holder" in result["msg"]
     assert result["conflicts"] == [{"domain": "mcs-holder", "label": "system_u:system_r:svirt_t:s0:c32,c256"}]
-    assert module("seclabel", label="system_u:system_r:svirt_t:s0:c33,c256", **args)["changed"]
+    assert module("seclabel", label="system_u:system_r:svirt_t:s0:c33,c257", **args)["changed"]
 
 
 # ------------------------------------------------------------------ limits

@@ -1,10 +1,8 @@
 """Remote libvirt management, checked from the management station as a real client."""
-import json
 import os
+import re
 import shlex
-import subprocess
 import sys
-import tempfile
 
 import pytest
 import testinfra.utils.ansible_runner
@@ -67,6 +65,24 @@ def test_client_dn_not_in_allow_list_is_refused():
     assert "allowed clients" in journal or "not on the list" in journal
 
 
+def test_qemu_certificate_cannot_log_in_as_a_libvirt_client():
+    """QEMU's key is readable by QEMU processes: it must not open libvirtd."""
+    # test only: carry QEMU's credentials to the station as an attacker who took over a QEMU would
+    key = KVM.check_output("base64 -w0 /etc/pki/qemu/server-key.pem")
+    cert = KVM.check_output("base64 -w0 /etc/pki/qemu/server-cert.pem")
+    STATION.run("umask 077; mkdir -p /root/testpki/qemu && cp /etc/pki/CA/cacert.pem /root/testpki/qemu/ && "
+                f"echo {key} | base64 -d > /root/testpki/qemu/clientkey.pem && "
+                f"echo {cert} | base64 -d > /root/testpki/qemu/clientcert.pem")
+    since = KVM.check_output("date +%s")
+    control = virsh(URI + "?pkipath=/root/testpki/good")
+    assert control.rc == 0 and "Name" in control.stdout, control.stderr
+    res = virsh(URI + "?pkipath=/root/testpki/qemu")
+    assert res.rc != 0 and "Name" not in res.stdout
+    journal = KVM.run(f"journalctl -u libvirtd.service --no-pager --since @{since}").stdout
+    assert "not on the list" in journal, journal[-2000:]
+    STATION.run("rm -rf /root/testpki/qemu")
+
+
 def test_no_client_cert_is_refused():
     assert STATION.run("test ! -e /root/testpki/nocert/clientcert.pem").rc == 0
     res = virsh(URI + "?pkipath=/root/testpki/nocert")
@@ -96,11 +112,68 @@ def test_per_user_certificates_let_a_normal_user_connect():
     home = "/home/operator/.pki/libvirt"
     key = STATION.file(f"{home}/clientkey.pem")
     assert key.user == "operator" and key.mode == 0o600
+    # the user's own identity, never a copy of root's key
+    pub = "openssl pkey -in {} -pubout"
+    assert STATION.check_output(pub.format(f"{home}/clientkey.pem")) != \
+        STATION.check_output(pub.format("/etc/pki/libvirt/private/clientkey.pem"))
+    assert "CN = operator" in STATION.check_output(f"openssl x509 -in {home}/clientcert.pem -noout -subject")
     assert STATION.file("/home/operator/.pki").mode == 0o700
     env = auth_file("/tmp/op-auth.conf", "admin", PASSWORD, owner="operator")
     res = virsh(URI, env=env, user="operator")
     STATION.run("rm -f /tmp/op-auth.conf")
     assert res.rc == 0, res.stderr
+
+
+def test_client_role_refuses_links_in_a_users_home_and_users_without_an_identity():
+    """A user's links must not turn the role's root powers against the station."""
+    STATION.run("id mallory || useradd -m -s /bin/bash mallory")
+    # a root-only directory and key the links point at
+    STATION.run("install -d -m 0700 /etc/secvirt-victim /etc/secvirt-victim/libvirt && "
+                "openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:P-256 -out /etc/secvirt-victim/libvirt/clientkey.pem && "
+                "cp /etc/pki/libvirt/clientcert.pem /etc/secvirt-victim/libvirt/clientcert.pem && "
+                "chmod 0600 /etc/secvirt-victim/libvirt/*")
+    STATION.run("runuser -u mallory -- sh -c 'rm -rf ~/.pki ~/.config; ln -s /etc/secvirt-victim ~/.pki; "
+                "ln -s /etc/secvirt-victim ~/.config'")
+    try:
+        victim = "stat -c '%n %U %G %a' /etc/secvirt-victim /etc/secvirt-victim/libvirt /etc/secvirt-victim/libvirt/*"
+        before = STATION.check_output(victim)
+
+        rc, output = run_role({"libvirt_client_users": [{"name": "operator"}, {"name": "mallory"}]},
+                              hosts="management_stations", role="libvirt_client")
+        flat = " ".join(output.split())
+        assert rc != 0, output[-3000:]
+        assert "refusing to work through symbolic links in the home of a user: mallory: ~/.pki" in flat, output[-3000:]
+        assert STATION.check_output(victim) == before
+
+        # a user with no identity of their own gets nothing, in particular not root's key
+        # (the path spelled out: a ~ here would be root's home, expanded by root's shell)
+        STATION.check_output("runuser -u mallory -- rm /home/mallory/.pki")
+        rc, output = run_role({"libvirt_client_users": [{"name": "operator"}, {"name": "mallory"}]},
+                              hosts="management_stations", role="libvirt_client")
+        flat = " ".join(output.split())
+        assert rc != 0 and "missing mallory: ~/.pki/libvirt/clientcert.pem, mallory: ~/.pki/libvirt/clientkey.pem" in flat, \
+            output[-3000:]
+        assert STATION.run("test -e /home/mallory/.pki").rc != 0
+
+        # SASL credentials for a user whose ~/.config is a link into a root directory
+        rc, output = run_role({"libvirt_client_sasl_store_password": True,
+                               "libvirt_client_sasl_credentials": [{"user": "mallory", "host": "kvmhost.secvirt.test",
+                                                                    "username": "admin", "password": "x-test-only-x"}]},
+                              hosts="management_stations", role="libvirt_client")
+        flat = " ".join(output.split())
+        assert rc != 0, output[-3000:]
+        # refused by the kernel: the role works in ~/.config as mallory, who may not write there
+        assert "Permission denied" in flat and "/home/mallory/.config/libvirt" in flat, output[-3000:]
+        assert STATION.check_output(victim) == before
+        assert STATION.run("test -e /etc/secvirt-victim/libvirt/auth.conf").rc != 0
+
+        # positive control: the same role with operator alone, whose identity is in place, passes
+        rc, output = run_role({"libvirt_client_users": [{"name": "operator"}]},
+                              hosts="management_stations", role="libvirt_client")
+        assert rc == 0, output[-3000:]
+        assert STATION.check_output(victim) == before
+    finally:
+        STATION.run("userdel -r mallory; rm -rf /etc/secvirt-victim")
 
 
 def test_station_files():
@@ -160,6 +233,28 @@ def test_firewall_lets_only_the_management_network_in():
     assert blocked.rc != 0 and "timed out" in blocked.stderr
 
 
+def test_a_filter_written_but_never_loaded_is_loaded_by_the_next_run():
+    nft_file = "/etc/nftables.d/secvirt-libvirt-remote.nft"
+    live_set = "nft list set inet secvirt_libvirt_remote management_v4"
+    # The state a run leaves when it wrote the file and was stopped before it
+    # loaded it: the kernel holds an older table (another id, 10.254.0.99 let
+    # in), the file on disk is the intended one. Made by hand, not by a second
+    # role run: one run of the role is what this test is about.
+    older = KVM.check_output(f"cat {nft_file}")
+    assert 'comment "secvirt:' in older and "10.254.0.11" in older
+    older = older.replace("10.254.0.11", "10.254.0.11, 10.254.0.99")
+    older = re.sub(r'comment "secvirt:[0-9a-f]+"', 'comment "secvirt:0000older"', older)
+    KVM.check_output(f"cat > /root/nft-older <<'EOF'\n{older}\nEOF\nnft -f /root/nft-older && rm /root/nft-older")
+    assert "10.254.0.99" in KVM.check_output(live_set)
+    assert "10.254.0.99" not in KVM.file(nft_file).content_string
+    rc, output = run_role()
+    assert rc == 0, output[-3000:]
+    live = KVM.check_output(live_set)
+    assert "10.254.0.99" not in live and "10.254.0.11" in live, live
+    assert "secvirt:0000older" not in KVM.check_output("nft list table inet secvirt_libvirt_remote")
+    assert virsh(URI).rc == 0  # the management station still gets in
+
+
 def test_sasl_database_is_root_only_and_password_is_nowhere_else_on_disk():
     db = KVM.file("/etc/libvirt/passwd.db")
     assert db.mode == 0o600 and db.user == "root"
@@ -173,37 +268,17 @@ def test_sasl_database_is_root_only_and_password_is_nowhere_else_on_disk():
     assert found.stdout.split() == [], found.stdout
 
 
-def run_role(extra_vars=None):
-    """Run the role again on the KVM host with ansible-playbook, as an operator would.
-
-    extra_vars: a dict of role variables, or one ``key: value`` YAML line.
-    """
-    if isinstance(extra_vars, dict):
-        role_vars = json.dumps(extra_vars)
-    else:
-        role_vars = "{%s}" % (extra_vars or "libvirt_remote_daemon_mode: auto")
-    playbook = """
-- hosts: kvm_hosts
-  gather_facts: true
-  roles:
-    - role: secvirt.kvm.libvirt_remote
-      vars: {role_vars}
-""".format(role_vars=role_vars)
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=HERE, delete=False) as handle:
-        handle.write(playbook)
-    try:
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".cache", "collections"))
-        proc = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], handle.name],
-                              env=env, capture_output=True, text=True, timeout=900, check=False)
-    finally:
-        os.unlink(handle.name)
-    return proc.returncode, proc.stdout + proc.stderr  # ansible-core 2.19 prints task errors on stderr
+def run_role(role_vars=None, hosts="kvm_hosts", role="libvirt_remote"):
+    """Run a role again as an operator would (default: libvirt_remote with its defaults on the KVM host)."""
+    proc = ansible_cli.run_role(role, hosts, role_vars or {"libvirt_remote_daemon_mode": "auto"},
+                                env={"ANSIBLE_COLLECTIONS_PATH": os.path.join(PROJECT, ".cache", "collections")})
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def test_failed_restart_restores_the_previous_configuration():
     before = KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf")
     # exists, but is no certificate
-    rc, output = run_role("libvirt_remote_server_cert: /etc/hostname")
+    rc, output = run_role({"libvirt_remote_server_cert": "/etc/hostname"})
     assert rc != 0, output[-3000:]
     # the YAML result format folds long messages: compare with whitespace collapsed
     flat = " ".join(output.split())

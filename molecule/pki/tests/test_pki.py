@@ -1,11 +1,16 @@
 """The private CA and the distributed certificates, checked as an operator would by hand."""
+import datetime
 import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "_harness"))
+import ansible_cli  # noqa: E402
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 KVM = RUNNER.get_host(RUNNER.get_hosts("kvm_hosts")[0])
@@ -157,6 +162,12 @@ def test_client_certificates_carry_the_operator_dn():
 
 def test_qemu_has_its_own_key_not_libvirtds():
     assert serial_and_key(KVM, "/etc/pki/qemu/server-cert.pem")[1] != serial_and_key(KVM, "/etc/pki/libvirt/servercert.pem")[1]
+    # ... and a subject of its own: an allowed-DN pattern for libvirtd's
+    # server subject must not let QEMU's certificate in
+    assert f"Subject: C = DE, O = {ORG}, CN = kvmhost.secvirt.test\n" in cert_text(KVM, "/etc/pki/libvirt/servercert.pem")
+    for path in ("/etc/pki/qemu/server-cert.pem", "/etc/pki/libvirt-vnc/server-cert.pem",
+                 "/etc/pki/libvirt-spice/server-cert.pem", "/etc/pki/qemu/client-cert.pem"):
+        assert f"Subject: C = DE, O = {ORG}, OU = qemu, CN = kvmhost.secvirt.test\n" in cert_text(KVM, path), path
     # the QEMU user can read its credentials, other users cannot
     assert KVM.run("runuser -u libvirt-qemu -- cat /etc/pki/libvirt-vnc/server-key.pem >/dev/null").rc == 0
     assert KVM.run("runuser -u nobody -- cat /etc/pki/libvirt-vnc/server-key.pem").rc != 0
@@ -221,10 +232,19 @@ def test_station_and_host_complete_mutual_tls_with_the_issued_certificates(tls_s
 
 
 def test_tls_without_a_client_certificate_is_refused(tls_server):
-    res = _tls_probe(STATION, "--x509cafile=/etc/pki/CA/cacert.pem")
-    # the server cert is trusted, but the server drops the anonymous client
+    # positive control first: the same probe with the issued client certificate gets in
+    ok = _tls_probe(STATION, "--x509cafile=/etc/pki/CA/cacert.pem --x509certfile=/etc/pki/libvirt/clientcert.pem "
+                             "--x509keyfile=/etc/pki/libvirt/private/clientkey.pem")
+    assert "Handshake was completed" in ok.stdout, ok.stdout + ok.stderr
+    # stdin stays open for a while: under TLS 1.3 the server's alert comes
+    # after the client's side of the handshake, and gnutls-cli must read it
+    res = STATION.run(f"sleep 5 | timeout 30 gnutls-cli --port 16600 --x509cafile=/etc/pki/CA/cacert.pem {FQDN}")
+    out = res.stdout + res.stderr
+    # the server cert is trusted, but the server refuses the anonymous client
+    # with a TLS alert (not a timeout: `timeout` would exit 124)
     assert "The certificate is trusted" in res.stdout
-    assert res.rc != 0 or "Handshake was completed" not in res.stdout or "*** Fatal error" in res.stdout + res.stderr
+    assert res.rc not in (0, 124), out
+    assert re.search(r"\*\*\* (Received alert \[\d+\]|Fatal error)", out), out
 
 
 def _snapshot():
@@ -241,12 +261,10 @@ def test_zz_wider_renewal_window_reissues_only_the_server_certificates():
     client certificates untouched."""
     before = _snapshot()
     ca_before = controller_ca()
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
-    run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml"),
-         "-e", json.dumps({"pki_renew_before_days": 45, "pki_server_validity_days": 60})],
-        capture_output=True, text=True, env=env, timeout=900, check=False)
+    # the role alone, as an operator's re-run with the new policy would be
+    # (converge.yml's refusal fixtures are the first run's business)
+    run = ansible_cli.run_role("pki", "all", extra_vars={"pki_renew_before_days": 45, "pki_server_validity_days": 60},
+                               env={"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     after = _snapshot()
     assert controller_ca() == ca_before
@@ -272,4 +290,49 @@ def test_zz_wider_renewal_window_reissues_only_the_server_certificates():
 
 
 def openssl_days_left(host, path):
-    return 0 if host.run(f"openssl x509 -in {path} -noout -checkend {55 * 86400}").rc else 56
+    """Whole days until the certificate's notAfter, as openssl reads it."""
+    end = host.check_output(f"openssl x509 -in {path} -noout -enddate").split("=", 1)[1]
+    not_after = datetime.datetime.strptime(end.replace("  ", " "), "%b %d %H:%M:%S %Y %Z")
+    return (not_after - datetime.datetime.utcnow()).days
+
+
+def run_pki_on_station():
+    """Run the pki role on the station alone, as an operator's re-run would."""
+    run = ansible_cli.run_role("pki", "management_stations")
+    return run.returncode, " ".join((run.stdout + run.stderr).split())
+
+
+def test_user_links_in_a_home_do_not_turn_root_against_the_station():
+    """kvmmgr plants links in ~/.pki to root-owned targets; the role must refuse and touch nothing."""
+    home = "/home/kvmmgr/.pki"
+    STATION.check_output("install -d -m 0755 /etc/secvirt-victim && echo secret > /etc/secvirt-victim/data && "
+                         "chmod 0600 /etc/secvirt-victim/data && "
+                         f"cp -a {home}/libvirt-vnc/clientkey.pem /root/kvmmgr-vnc-key.pem")
+    victims = ("stat -c '%n %U %G %a %s' /etc/secvirt-victim /etc/secvirt-victim/data "
+               "/etc/pki/libvirt/private/clientkey.pem && sha256sum /etc/pki/libvirt/private/clientkey.pem && "
+               "ls -A /etc/secvirt-victim")
+    before = STATION.check_output(victims)
+    try:
+        # 1. ~/.pki/CA -> a root directory: root used to chown it to the user
+        STATION.check_output("runuser -u kvmmgr -- sh -c 'rm -rf ~/.pki/CA && ln -s /etc/secvirt-victim ~/.pki/CA'")
+        rc, out = run_pki_on_station()
+        assert rc != 0, out[-3000:]
+        assert STATION.check_output(victims) == before
+        assert "Operation not permitted" in out and "/home/kvmmgr/.pki/CA" in out, out[-3000:]
+        STATION.check_output("runuser -u kvmmgr -- sh -c 'rm ~/.pki/CA && mkdir -m 0700 ~/.pki/CA'")
+        # 2. the VNC key copy -> root's client key: root used to write a user-owned copy of it
+        STATION.check_output("runuser -u kvmmgr -- sh -c 'rm -f ~/.pki/libvirt-vnc/clientkey.pem && "
+                             "ln -s /etc/pki/libvirt/private/clientkey.pem ~/.pki/libvirt-vnc/clientkey.pem'")
+        rc, out = run_pki_on_station()
+        assert rc != 0, out[-3000:]
+        assert STATION.check_output(victims) == before
+        assert f"refusing {home}/libvirt-vnc/clientkey.pem" in out and "is a symlink" in out, out[-3000:]
+        assert STATION.file(f"{home}/libvirt-vnc/clientkey.pem").is_symlink
+        # positive control: with the links gone the same run passes
+        STATION.check_output(f"rm {home}/libvirt-vnc/clientkey.pem && "
+                             f"install -o kvmmgr -g kvmmgr -m 0600 /root/kvmmgr-vnc-key.pem {home}/libvirt-vnc/clientkey.pem")
+        rc, out = run_pki_on_station()
+        assert rc == 0, out[-3000:]
+        assert STATION.check_output(victims) == before
+    finally:
+        STATION.run("rm -rf /etc/secvirt-victim /root/kvmmgr-vnc-key.pem")

@@ -217,3 +217,34 @@ def test_host_does_not_answer_guests_for_its_own_addresses(endpoints):
     for name, machine in endpoints.items():
         own_lab_ip = machine.check_output("ip -o -4 addr show dev eth2").split()[3].split("/")[0]
         assert not ping(machine, "vta", own_lab_ip, 3), "%s answers guests on VLAN 100" % name
+
+
+def icmp_in_echos(machine):
+    lines = [line.split() for line in machine.check_output("grep '^Icmp:' /proc/net/snmp").splitlines()]
+    return int(lines[1][lines[0].index("InEchos")])
+
+
+def test_guests_cannot_reach_the_host_even_knowing_its_mac(endpoints):
+    """A guest that learned the bridge's MAC (STP sends it) and forges a source
+    address of the management network must still not reach the host: the
+    host drops what guest bridges send to it (nftables, secvirt_vlan_bridges)."""
+    machine = endpoints["kvmhost"]
+    own_lab_ip = machine.check_output("ip -o -4 addr show dev eth2").split()[3].split("/")[0]
+    bridge_mac = json.loads(machine.check_output("ip -j link show dev br-a"))[0]["address"]
+    forged = "10.254.0.77"  # inside the lab (management) network, owned by nobody
+    machine.check_output(
+        f"ip -n vta addr add {forged}/32 dev vta1 && "
+        f"ip -n vta neigh replace {own_lab_ip} lladdr {bridge_mac} dev vta1 nud permanent")
+    # positive control in the same namespace: the bridge still forwards between guests
+    assert ping(machine, "vta", ENDPOINT_IP[("kvmpeer", "a")], 10), "VLAN 100 does not reach the peer's VLAN 100"
+    echos = icmp_in_echos(machine)
+    ping(machine, "vta", f"-I {forged} {own_lab_ip}", 5)
+    machine.run(f"ip netns exec vta timeout 5 bash -c 'echo > /dev/tcp/{own_lab_ip}/22'")
+    syn_recv = machine.check_output("ss -Htn state syn-recv '( sport = :22 )'")
+    counters = machine.check_output("nft list table inet secvirt_vlan_bridges")
+    assert icmp_in_echos(machine) == echos, "the host took echo requests from a guest bridge"
+    assert forged not in syn_recv and "198.51.100." not in syn_recv, syn_recv
+    # ... because the host filter dropped them, not because the frames got lost
+    dropped = [int(word) for line in counters.splitlines() if "counter packets" in line
+               for word in [line.split("counter packets")[1].split()[0]]]
+    assert dropped and dropped[0] >= 6, counters

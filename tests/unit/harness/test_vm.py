@@ -34,17 +34,48 @@ def test_taken_port_fails_clearly(capsys):
 
 def test_free_port_is_bindable():
     port = vm.free_port()
+    assert 1024 <= port <= 65535
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+        assert s.getsockname() == ("127.0.0.1", port)
+        # and a port asked for by number comes back as that number when free
+        s.close()
+        assert vm.free_port(port) == port
 
 
 def test_lab_script_gives_every_vm_every_name():
-    script = vm.lab_script("station", 1, ["kvmhost", "station"])
+    script = vm.lab_script("station", 1, ["kvmhost", "station"], 1796200000.25, "ab" * 64)
     assert "10.254.0.10 kvmhost.secvirt.test kvmhost" in script
     assert "address 10.254.0.11/24" in script
     fact = json.loads(script.split("secvirt_lab.fact <<'EOF'\n")[1].split("\nEOF")[0])
     assert fact["peers"] == {"kvmhost": "10.254.0.10", "station": "10.254.0.11"}
     assert fact["trunk_interface"] == "eth1" and fact["data_disk"] == "/dev/vdb"
+
+
+def test_lab_script_sets_the_clock_and_reseeds_the_rng():
+    # what a VM resumed from a saved boot needs before anything else runs
+    script = vm.lab_script("station", 1, ["kvmhost", "station"], 1796200000.25, "cd" * 64)
+    lines = script.splitlines()
+    assert lines[1] == "date -u -s @1796200000.250 >/dev/null"
+    reseed = next(line for line in lines if line.startswith("python3 -c"))
+    assert 'bytes.fromhex("' + "cd" * 64 + '")' in reseed and "0x5207" in reseed
+    assert lines.index(reseed) < next(i for i, line in enumerate(lines) if line.startswith("hostnamectl"))
+
+
+def test_saved_boot_key_separates_every_shape(monkeypatch):
+    monkeypatch.setattr(vm, "qemu_version", lambda: "QEMU emulator version 7.2.22")
+    base = {"name": "kvmhost", "memory_mb": 1536, "cpus": 2, "image": "virt"}
+    first, key = vm.snapshot_dir("/img", base, 0, "tcg")
+    assert first.startswith("/img/snapshots/") and "7.2.22" in key
+    # the name is not part of the shape: any kvmhost-like VM resumes the same boot
+    assert vm.snapshot_dir("/img", dict(base, name="other"), 0, "tcg")[0] == first
+    others = [vm.snapshot_dir("/img", dict(base, **change), index, accel)[0]
+              for change, index, accel in [({}, 1, "tcg"), ({}, 0, "kvm"), ({"memory_mb": 1024}, 0, "tcg"),
+                                           ({"cpus": 1}, 0, "tcg"), ({"image": "plain"}, 0, "tcg"),
+                                           ({"data_disk_gb": 8}, 0, "tcg")]]
+    assert len(set(others + [first])) == 7
+    monkeypatch.setattr(vm, "qemu_version", lambda: "QEMU emulator version 9.2.0")
+    assert vm.snapshot_dir("/img", base, 0, "tcg")[0] != first
 
 
 def test_up_rejects_duplicate_names(tmp_path, capsys, monkeypatch):

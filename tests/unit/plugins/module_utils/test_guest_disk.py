@@ -147,3 +147,48 @@ def test_libvirt_domains():
 
     assert G.libvirt_domains(Conn()) == [('a', True, '<domain><name>a</name></domain>'),
                                          ('b', False, '<domain><name>b</name></domain>')]
+
+
+def test_mask_passwords():
+    xml = ("<domain><devices><graphics type='vnc' passwd='s3cret' passwdValidTo='2030-01-01T00:00:00'/>"
+           '<graphics type="spice" passwd="it\'s"/><graphics type="rdp" password = "x"/></devices></domain>')
+    masked = G.mask_passwords(xml)
+    assert masked == ("<domain><devices><graphics type='vnc' passwd='********' "
+                      "passwdValidTo='2030-01-01T00:00:00'/><graphics type=\"spice\" passwd=\"********\"/>"
+                      '<graphics type="rdp" password = "********"/></devices></domain>')
+    assert G.mask_passwords(DOMAIN) == DOMAIN and G.mask_passwords('') == ''
+
+
+SECURE_DOMAIN = """<domain type='test'><name>gd-direct</name><memory>65536</memory><os><type>hvm</type></os>
+<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/>
+<source file='/var/lib/libvirt/images/gd-direct.img'/><target dev='vda' bus='virtio'/></disk>
+<graphics type='vnc' port='-1' autoport='yes' passwd='Vnc-Pass-9'/></devices></domain>"""
+
+
+def test_run_guest_disk_on_real_test_driver_keeps_passwords():
+    """libvirt's REAL test driver (test:///default, in-process, no daemon), not
+    libvirt_fakes.py: its XMLDesc prints passwd= only with VIR_DOMAIN_XML_SECURE,
+    like libvirtd. One connection, passed straight to run_guest_disk()."""
+    libvirt = pytest.importorskip('libvirt')
+    conn = libvirt.open('test:///default')
+    dom = conn.defineXML(SECURE_DOMAIN)
+    try:
+        params = {'domain': 'gd-direct', 'target': 'vda', 'dev': '/dev/mapper/gd-direct', 'state': 'present'}
+        result = G.run_guest_disk(conn, params, diff=True)
+        assert result['changed'] and result['domain_state'] == 'shut off'
+        secure = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+        stored = conn.lookupByName('gd-direct').XMLDesc(secure)
+        assert "passwd='Vnc-Pass-9'" in stored and "<source dev='/dev/mapper/gd-direct'/>" in stored
+        assert 'Vnc-Pass-9' not in repr(result)
+        assert "passwd='********'" in result['diff']['before'] and "passwd='********'" in result['diff']['after']
+        assert G.run_guest_disk(conn, params)['changed'] is False
+        with pytest.raises(G.DiskError, match='no guest named nope'):
+            G.run_guest_disk(conn, dict(params, domain='nope'))
+        dom.create()
+        with pytest.raises(G.DiskError, match='the guest is running') as err:
+            G.run_guest_disk(conn, dict(params, dev='/dev/mapper/other'))
+        assert err.value.details['domain_state'] == 'running'
+        dom.destroy()
+    finally:
+        dom.undefine()
+        conn.close()

@@ -126,3 +126,30 @@ def test_check_types_for_daemon_keys():
 def test_normalise_booleans():
     assert lc.normalize_value('k', True) == 1
     assert lc.normalize_value('k', [False, 'a']) == [0, 'a']
+
+
+@pytest.mark.parametrize('key,secret', [
+    ('vnc_password', True), ('SPICE_PASSWORD', True), ('password', True), ('tls_secret', True),
+    ('remote_display_passwd', True), ('PasswdFile', True), ('vnc_tls_x509_secret_uuid', False),
+    ('listen_tls', False), ('passwordless', False), ('vnc_listen', False),
+])
+def test_is_secret_key(key, secret):
+    assert lc.is_secret_key(key) is secret
+
+
+def test_mask_text_and_value():
+    text = ('#vnc_password = "XYZ12345"\nvnc_password = "hunter2xyz"  # set by hand\nvnc_tls = 1\n'
+            'spice_password = """multi"""\nremote_passwd = [\n  "a1",\n  "b2",\n]\n')
+    masked = lc.mask_text(text)
+    for secret in ('XYZ12345', 'hunter2xyz', 'multi', 'a1', 'b2'):
+        assert secret not in masked
+    assert masked == ('#vnc_password = "********"\nvnc_password = "********"  # set by hand\nvnc_tls = 1\n'
+                      'spice_password = "********"\nremote_passwd = ["********", "********"]\n')
+    assert 'vnc_password = "******** (changed)"' in lc.mask_text(text, changed=['vnc_password'])
+    assert lc.mask_text('vnc_password = "x" junk\nlisten_tls = 1\n') == \
+        'vnc_password = "********"\nlisten_tls = 1\n'  # unparsable text is masked line by line
+    assert lc.mask_value('vnc_password', 'x') == '********' and lc.mask_value('listen_tls', 1) == 1
+    assert lc.mask_value('x_secret', ['a', 'b']) == ['********', '********']
+    with pytest.raises(lc.ConfError) as err:
+        lc.check_types({'vnc_password': 1234567}, {'vnc_password': 'str'})
+    assert '1234567' not in str(err.value)

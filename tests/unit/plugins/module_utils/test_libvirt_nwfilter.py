@@ -1,6 +1,11 @@
 """Unit tests for plugins/module_utils/libvirt_nwfilter.py against fake libvirt objects."""
+import os
+import pathlib
+import tempfile
+
 import pytest
 
+from ansible_collections.secvirt.kvm.plugins.module_utils import bridge_netfilter as bn
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_common as lc
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_nwfilter as nf
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
@@ -33,6 +38,17 @@ def seed_params(**kwargs):
               'rules': SEED_RULES, 'filterrefs': [{'filter': 'clean-traffic', 'parameters': None}], 'force': False}
     params.update(kwargs)
     return params
+
+
+@pytest.fixture(autouse=True)
+def host_passes_bridged_traffic_to_iptables(tmp_path_factory, monkeypatch):
+    """The modules read the host's /proc/sys/net/bridge: point them at a fake
+    host where br_netfilter is loaded and both bridge-nf-call sysctls are 1."""
+    root = tmp_path_factory.mktemp('default-host')
+    (root / 'proc/sys/net/bridge').mkdir(parents=True)
+    (root / 'proc/sys/net/bridge/bridge-nf-call-iptables').write_text('1\n')
+    (root / 'proc/sys/net/bridge/bridge-nf-call-ip6tables').write_text('1\n')
+    monkeypatch.setattr(bn, 'PROC_ROOT', str(root))
 
 
 @pytest.fixture
@@ -283,3 +299,174 @@ def _raise(exc):
     def fail(*_args, **_kwargs):
         raise exc
     return fail
+
+
+# ------------------------------------------- layer-3 rules and br_netfilter
+
+MYSEC = "<filter name='mysecfilter' chain='root'><rule action='drop' direction='out' priority='500'>" \
+        "<tcp dstportstart='25' dstportend='25'/></rule><filterref filter='clean-traffic'/></filter>"
+
+
+def host_root(tmp_path, v4=None, v6=None, bridge=None, bridge_v4=None):
+    """A fake / whose /proc/sys/net/bridge holds the given values (None: br_netfilter not loaded)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    root = pathlib.Path(tempfile.mkdtemp(dir=str(tmp_path)))
+    if v4 is not None:
+        (root / 'proc/sys/net/bridge').mkdir(parents=True)
+        (root / 'proc/sys/net/bridge/bridge-nf-call-iptables').write_text('%s\n' % v4)
+        (root / 'proc/sys/net/bridge/bridge-nf-call-ip6tables').write_text('%s\n' % v6)
+    if bridge:
+        (root / 'sys/class/net' / bridge / 'bridge').mkdir(parents=True)
+        (root / 'sys/class/net' / bridge / 'bridge/nf_call_iptables').write_text('%s\n' % bridge_v4)
+    return str(root)
+
+
+@pytest.fixture
+def mysec(conn):
+    conn.add_filter(MYSEC)
+    return conn
+
+
+def test_binding_warns_that_layer3_rules_are_bypassed(mysec, tmp_path):
+    dom = mysec.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    for root, why in ((host_root(tmp_path), 'br_netfilter is not loaded'),
+                      (host_root(tmp_path, 0, 0), 'net.bridge.bridge-nf-call-iptables is 0')):
+        result = nf.run_binding(mysec, binding_params(filter='mysecfilter'), proc_root=root)
+        assert result['layer3_rules_enforced'] is False and result['layer3_protocols'] == ['tcp']
+        warning = [w for w in result['warnings'] if 'mysecfilter' in w]
+        assert len(warning) == 1, result['warnings']
+        assert 'tcp' in warning[0] and 'net.bridge.bridge-nf-call-iptables' in warning[0] and why in warning[0]
+    # a warning, not a refusal: the filter is attached
+    assert 'mysecfilter' in dom.live and 'mysecfilter' in dom.inactive
+
+
+def test_binding_fail_refuses_before_any_change(mysec, tmp_path):
+    dom = mysec.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    for check_mode in (True, False):
+        with pytest.raises(lc.LibvirtModuleError, match='mysecfilter.*tcp.*net.bridge.bridge-nf-call-iptables') as err:
+            nf.run_binding(mysec, binding_params(filter='mysecfilter', bridge_netfilter='fail'),
+                           check_mode=check_mode, proc_root=host_root(tmp_path, 0, 0))
+        assert err.value.details['layer3_protocols'] == ['tcp']
+        assert err.value.details['layer3_rules_enforced'] is False
+    assert dom.updates == [] and 'filterref' not in dom.live and 'filterref' not in dom.inactive
+
+
+def test_binding_layer3_rules_enforced_with_bridge_nf_call_iptables(mysec, tmp_path):
+    mysec.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    result = nf.run_binding(mysec, binding_params(filter='mysecfilter', bridge_netfilter='fail'),
+                            proc_root=host_root(tmp_path, 1, 0))
+    assert result['changed'] and result['warnings'] == []
+    assert result['layer3_rules_enforced'] is True and result['layer3_protocols'] == ['tcp']
+    assert result['bridge_nf_call']['iptables'] == 1 and result['bridge_nf_call']['br_netfilter'] is True
+
+
+def test_binding_per_bridge_nf_call_iptables_counts(mysec, tmp_path):
+    # the live interface names its bridge (virbr0): its own nf_call_iptables applies
+    mysec.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    result = nf.run_binding(mysec, binding_params(filter='mysecfilter'),
+                            proc_root=host_root(tmp_path, 0, 0, bridge='virbr0', bridge_v4=1))
+    assert result['layer3_rules_enforced'] is True and result['warnings'] == []
+    assert result['bridge_nf_call']['bridge'] == 'virbr0' and result['bridge_nf_call']['bridge_iptables'] == 1
+
+
+def test_binding_clean_traffic_needs_no_br_netfilter(conn, tmp_path):
+    conn.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    result = nf.run_binding(conn, binding_params(bridge_netfilter='fail'), proc_root=host_root(tmp_path))
+    assert result['changed'] and result['warnings'] == []
+    assert result['layer3_protocols'] == [] and result['layer3_rules_enforced'] is True
+
+
+def test_binding_bridge_netfilter_ignore(mysec, tmp_path):
+    mysec.add_domain('guest1', GUEST % '')
+    result = nf.run_binding(mysec, binding_params(filter='mysecfilter', bridge_netfilter='ignore'),
+                            proc_root=host_root(tmp_path))
+    assert result['changed'] and result['warnings'] == []
+    assert result['layer3_rules_enforced'] is False and result['layer3_protocols'] == ['tcp']
+
+
+def test_binding_layer3_rules_found_in_a_referenced_filter(conn, tmp_path):
+    # the bound filter has mac rules only; the tcp rule is one filterref down
+    conn.add_filter("<filter name='web-ports'><rule action='drop' direction='in'><tcp dstportstart='23'/></rule>"
+                    "</filter>")
+    conn.add_filter("<filter name='guest-policy' chain='mac'><rule action='drop' direction='out'><mac "
+                    "srcmacaddr='$MAC' match='no'/></rule><filterref filter='web-ports'/></filter>")
+    conn.add_domain('guest1', GUEST % '')
+    with pytest.raises(lc.LibvirtModuleError, match=r'guest-policy.*tcp.*web-ports'):
+        nf.run_binding(conn, binding_params(filter='guest-policy', bridge_netfilter='fail'),
+                       proc_root=host_root(tmp_path, 0, 0))
+
+
+def test_binding_remote_uri_cannot_check_the_host(mysec, tmp_path):
+    mysec.add_domain('guest1', GUEST % '')
+    params = binding_params(filter='mysecfilter', uri='qemu+ssh://root@kvm2/system')
+    result = nf.run_binding(mysec, params, proc_root=host_root(tmp_path, 1, 1))
+    assert result['layer3_rules_enforced'] is None
+    assert any('cannot be checked' in w for w in result['warnings'])
+    with pytest.raises(lc.LibvirtModuleError, match='cannot be checked'):
+        nf.run_binding(mysec, dict(params, bridge_netfilter='fail'), proc_root=host_root(tmp_path, 1, 1))
+
+
+def test_nwfilter_define_reports_layer3_rules(conn, tmp_path):
+    result = nf.run_nwfilter(conn, seed_params(), proc_root=host_root(tmp_path, 0, 0))
+    assert result['changed'] and result['layer3_protocols'] == ['tcp']
+    assert result['layer3_rules_enforced'] is False
+    assert any('mysecfilter' in w and 'net.bridge.bridge-nf-call-iptables' in w for w in result['warnings'])
+    again = nf.run_nwfilter(conn, seed_params(), proc_root=host_root(tmp_path / 'on', 1, 1))
+    assert not again['changed'] and again['layer3_rules_enforced'] is True and again['warnings'] == []
+    # clean-traffic's own tree is ebtables only
+    plain = nf.run_nwfilter(conn, seed_params(name='plain', rules=None), proc_root=host_root(tmp_path / 'off'))
+    assert plain['layer3_protocols'] == [] and plain['warnings'] == []
+
+
+def test_nwfilter_define_fail_refuses_before_defining(conn, tmp_path):
+    with pytest.raises(lc.LibvirtModuleError, match='mysecfilter.*tcp.*br_netfilter is not loaded'):
+        nf.run_nwfilter(conn, seed_params(bridge_netfilter='fail'), proc_root=host_root(tmp_path))
+    assert 'mysecfilter' not in conn.filters and conn.defined == []
+
+
+def test_lookup_errors_are_not_taken_for_no_layer3_rules():
+    # libvirt's in-process test driver has no network filter driver: every
+    # nwfilter call fails with VIR_ERR_NO_SUPPORT. The resolution must raise
+    # that error rather than conclude "no layer-3 rules".
+    libvirt = pytest.importorskip('libvirt')
+    lc.open_connection('test:///default', lv=libvirt)  # installs the quiet error handler
+    real = libvirt.open('test:///default')
+    try:
+        with pytest.raises(libvirt.libvirtError) as err:
+            bn.resolve_layer3('clean-traffic', nf.nwfilter_xml_lookup(real))
+        assert err.value.get_error_code() == lc.ERR_NO_SUPPORT
+    finally:
+        real.close()
+
+
+def test_nwfilter_xml_lookup_against_libvirt_like_connection(conn):
+    lookup = nf.nwfilter_xml_lookup(conn)
+    assert lookup('nope') is None
+    assert "name='no-mac-spoofing'" in lookup('no-mac-spoofing') or 'name="no-mac-spoofing"' in lookup('no-mac-spoofing')
+    assert bn.resolve_layer3('clean-traffic', lookup)['protocols'] == []
+
+
+def test_binding_reports_the_host_as_it_is_after_the_change(mysec, tmp_path):
+    # libvirt's iptables rules match with -m physdev, and the kernel's physdev
+    # match loads br_netfilter (defaults: bridge-nf-call-iptables=1): judge
+    # the host after the live change, not before it
+    root = host_root(tmp_path)
+    dom = mysec.add_domain('guest1', GUEST % '', active=True, live_xml=LIVE % '')
+    update = dom.updateDeviceFlags
+
+    def update_loading_br_netfilter(xml, flags):
+        update(xml, flags)
+        if flags & lc.AFFECT_LIVE:
+            os.makedirs(os.path.join(root, 'proc/sys/net/bridge'))
+            for family in ('iptables', 'ip6tables'):
+                with open(os.path.join(root, 'proc/sys/net/bridge/bridge-nf-call-' + family), 'w') as handle:
+                    handle.write('1\n')
+    dom.updateDeviceFlags = update_loading_br_netfilter
+    predicted = nf.run_binding(mysec, binding_params(filter='mysecfilter'), check_mode=True, proc_root=root)
+    assert predicted['layer3_rules_enforced'] is False and len(predicted['warnings']) == 1
+    # bridge_netfilter=fail cannot count on it: refused while br_netfilter is not loaded
+    with pytest.raises(lc.LibvirtModuleError, match='br_netfilter is not loaded'):
+        nf.run_binding(mysec, binding_params(filter='mysecfilter', bridge_netfilter='fail'), proc_root=root)
+    result = nf.run_binding(mysec, binding_params(filter='mysecfilter'), proc_root=root)
+    assert result['live_changed'] and result['layer3_rules_enforced'] is True and result['warnings'] == []
+    assert result['bridge_nf_call']['br_netfilter'] is True

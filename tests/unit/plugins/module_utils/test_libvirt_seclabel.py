@@ -112,10 +112,12 @@ def test_duplicate_mcs_pair_refused(conn):
         sl.run_seclabel(conn, params(domain='other', model='selinux', label=LABEL))
 
 
-def test_selinux_label_without_categories_warns(conn):
+def test_selinux_label_without_two_categories_refused(conn):
     conn.caps = SELINUX_CAPS
-    result = sl.run_seclabel(conn, params(model='selinux', label='system_u:system_r:svirt_t:s0'))
-    assert 'does not isolate' in result['warnings'][0]
+    for label in ('system_u:system_r:svirt_t:s0', 'system_u:system_r:svirt_t:s0:c5'):
+        with pytest.raises(lc.LibvirtModuleError, match='needs two categories'):
+            sl.run_seclabel(conn, params(model='selinux', label=label))
+    assert conn.defined == []
 
 
 def test_transient_guest_and_libvirt_refusal(conn):
@@ -144,11 +146,38 @@ def test_duplicate_pair_against_real_libvirt_test_driver(tmp_path):
     with pytest.raises(lc.LibvirtModuleError, match='already used by mcs-holder'):
         sl.run_seclabel(conn, params(domain='mcs-newcomer', model='selinux', label=LABEL, require_host_model=False))
     result = sl.run_seclabel(conn, params(domain='mcs-newcomer', model='selinux', require_host_model=False,
-                                          label='system_u:system_r:svirt_t:s0:c33,c256'))
+                                          label='system_u:system_r:svirt_t:s0:c33,c257'))
     assert result['changed'] and result['host_models'] == ['testSecurity']
     stored = lx.domain_seclabels(conn.lookupByName('mcs-newcomer').XMLDesc(lc.XML_INACTIVE))['selinux']
-    assert stored.findtext('label') == 'system_u:system_r:svirt_t:s0:c33,c256'
+    assert stored.findtext('label') == 'system_u:system_r:svirt_t:s0:c33,c257'
     # what libvirt stored compares equal to the request: the next run is a no-op
     again = sl.run_seclabel(conn, params(domain='mcs-newcomer', model='selinux', require_host_model=False,
-                                         label='system_u:system_r:svirt_t:s0:c33,c256'))
+                                         label='system_u:system_r:svirt_t:s0:c33,c257'))
     assert again['changed'] is False
+
+
+OVERLAP_NODE = """<node>
+  <domain type='test'><name>mcs-holder</name><memory>65536</memory><os><type>hvm</type></os>
+    <seclabel type='static' model='selinux' relabel='no'><label>%s</label></seclabel></domain>
+  <domain type='test'><name>mcs-newcomer</name><memory>65536</memory><os><type>hvm</type></os></domain>
+</node>""" % LABEL
+
+
+def test_label_sharing_one_category_with_another_guest_refused(tmp_path):
+    # libvirt's real test driver (test://<node file>), as in the test above
+    node = tmp_path / 'node.xml'
+    node.write_text(OVERLAP_NODE)
+    conn = lc.open_connection('test://%s' % node)
+    args = dict(domain='mcs-newcomer', model='selinux', require_host_model=False)
+    # c256 is shared with mcs-holder's s0:c32,c256: either guest could open the other's files
+    shared = 'system_u:system_r:svirt_t:s0:c33,c256'
+    with pytest.raises(lc.LibvirtModuleError, match='mcs-holder') as err:
+        sl.run_seclabel(conn, params(label=shared, **args))
+    assert err.value.details['conflicts'] == [{'domain': 'mcs-holder', 'label': LABEL}]
+    assert 'seclabel' not in conn.lookupByName('mcs-newcomer').XMLDesc(lc.XML_INACTIVE)
+    # positive control: a pair disjoint from every other guest's categories
+    disjoint = 'system_u:system_r:svirt_t:s0:c33,c257'
+    result = sl.run_seclabel(conn, params(label=disjoint, **args))
+    assert result['changed']
+    stored = lx.domain_seclabels(conn.lookupByName('mcs-newcomer').XMLDesc(lc.XML_INACTIVE))['selinux']
+    assert stored.findtext('label') == disjoint

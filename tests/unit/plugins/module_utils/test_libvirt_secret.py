@@ -109,3 +109,15 @@ def test_plan_on_change_uses_the_fingerprint():
     assert S.plan(existing(), WANTED, 'on_change', fp)[3] == ['no value fingerprint recorded yet']
     # an old fingerprint left in the description does not count as a change for on_create
     assert S.plan(recorded, WANTED, 'on_create')[:3] == (False, False, False)
+
+
+def test_plan_sets_a_missing_value_whatever_the_policy():
+    # has_value: True/False, or None when libvirt does not say (private secrets)
+    for policy in ('on_create', 'on_change'):
+        fp = S.fingerprint('key', 'volume', WANTED['usage_id'], b'value')
+        current = existing(description=S.compose_description('guest03 disk', fp))
+        define, undefine, set_value, why = S.plan(current, WANTED, policy, fp, has_value=False)
+        assert set_value and not undefine and why == ['the secret has no value'], policy
+        assert S.plan(current, WANTED, policy, fp, has_value=None)[2] is False
+        assert S.plan(current, WANTED, policy, fp, has_value=True)[2] is False
+    assert S.plan(existing(), WANTED, 'always', has_value=False)[3] == ['the secret has no value', 'update_value=always']

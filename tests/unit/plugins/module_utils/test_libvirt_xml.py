@@ -206,12 +206,19 @@ def test_validate_nwfilter_raw_xml(xml, message):
 
 
 def test_validate_nwfilter_accepts_variables_and_ip_ports_with_protocol():
-    lx.validate_nwfilter("""<filter name='f' chain='ipv4'><uuid>x</uuid>
+    xml = """<filter name='f' chain='ipv4'><uuid>x</uuid>
       <rule action='accept' direction='out'><ip protocol='tcp' dstportstart='22'/></rule>
       <rule action='accept' direction='out'><ip protocol='$PROTO' dstportstart='22'/></rule>
       <rule action='accept' direction='out'><ip protocol='0x11' dstportstart='53'/></rule>
       <rule action='drop' direction='out' priority='-100'><mac srcmacaddr='$MAC' match='no'/></rule>
-      </filter>""")
+      </filter>"""
+    elem = lx.validate_nwfilter(xml)
+    # the parsed filter comes back whole: every rule, in order
+    assert elem.get('name') == 'f' and elem.get('chain') == 'ipv4'
+    assert [r[0].get('protocol') or r[0].tag for r in elem.findall('rule')] == ['tcp', '$PROTO', '0x11', 'mac']
+    # control: the same port match under a protocol without ports is refused
+    with pytest.raises(lx.XMLValidationError, match='needs protocol tcp, udp'):
+        lx.validate_nwfilter(xml.replace("protocol='0x11'", "protocol='icmp'"))
 
 
 def test_canonical_nwfilter_applies_libvirt_defaults():
@@ -370,8 +377,6 @@ def test_parse_mls_range_categories():
 @pytest.mark.parametrize('label,pair', [
     ('system_u:system_r:svirt_t:s0:c32,c256', ('s0', (32, 256))),
     ('system_u:system_r:svirt_t:s0:c0,c1023', ('s0', (0, 1023))),
-    ('system_u:system_r:svirt_t:s0:c7', ('s0', (7,))),
-    ('system_u:system_r:svirt_t:s0', None),
 ])
 def test_mcs_pair(label, pair):
     assert lx.mcs_pair(label) == pair
@@ -379,7 +384,9 @@ def test_mcs_pair(label, pair):
 
 @pytest.mark.parametrize('label,message', [
     ('system_u:system_r:svirt_t:s0:c256,c32', 'N < M'),
-    ('system_u:system_r:svirt_t:s0:c5,c5', 'N < M'),
+    ('system_u:system_r:svirt_t:s0:c5,c5', 'two distinct categories'),
+    ('system_u:system_r:svirt_t:s0:c7', 'has one MCS category: it needs two categories'),
+    ('system_u:system_r:svirt_t:s0', 'has no MCS category: it needs two categories'),
     ('system_u:system_r:svirt_t:s0:c1,c2,c3', 'MCS pair'),
     ('system_u:system_r:svirt_t:s0:c0.c1023', 'MCS pair'),
     ('system_u:system_r:svirt_t:s0-s0:c1,c2', 'not a range'),
@@ -388,6 +395,27 @@ def test_mcs_pair(label, pair):
 def test_mcs_pair_refused(label, message):
     with pytest.raises(lx.XMLValidationError, match=message):
         lx.mcs_pair(label)
+
+
+def test_static_selinux_label_needs_two_distinct_categories():
+    def static(label):
+        return lx.validate_seclabel({'type': 'static', 'model': 'selinux', 'label': label})
+    # s0:c5 is dominated by any dynamic label s0:c5,cM: one category does not isolate
+    with pytest.raises(lx.XMLValidationError, match='two categories'):
+        static('system_u:system_r:svirt_t:s0:c5')
+    with pytest.raises(lx.XMLValidationError, match='two categories'):
+        static('system_u:system_r:svirt_t:s0')
+    with pytest.raises(lx.XMLValidationError, match='two distinct categories'):
+        static('system_u:system_r:svirt_t:s0:c5,c5')
+    with pytest.raises(lx.XMLValidationError, match='two categories'):
+        lx.validate_seclabel({'type': 'static', 'model': 'selinux', 'relabel': True,
+                              'label': 'system_u:system_r:svirt_t:s0:c5,c9',
+                              'imagelabel': 'system_u:object_r:svirt_image_t:s0:c5'})
+    # positive control: a pair of distinct categories in c0..c1023
+    assert static('system_u:system_r:svirt_t:s0:c5,c9')['mcs'] == ('s0', (5, 9))
+    assert static('system_u:system_r:svirt_t:s0:c0,c1023')['mcs'] == ('s0', (0, 1023))
+    # DAC labels are not MCS labels and stay as they were
+    assert 'mcs' not in lx.validate_seclabel({'type': 'static', 'model': 'dac', 'label': '+970:+970'})
 
 
 def test_validate_static_selinux_with_matching_imagelabel():
@@ -491,16 +519,28 @@ def test_find_mcs_conflicts_across_guests():
         _guest('other', 'system_u:system_r:svirt_t:s0:c32,c256'),
         _guest('running', 'system_u:system_r:svirt_t:s0:c32,c256', 'dynamic'),
         _guest('other', 'system_u:system_r:svirt_t:s0:c32,c256'),  # inactive + live of one guest
-        _guest('different', 'system_u:system_r:svirt_t:s0:c33,c256'),
+        _guest('overlapping', 'system_u:system_r:svirt_t:s0:c33,c256'),
+        _guest('disjoint', 'system_u:system_r:svirt_t:s0:c33,c257'),
+        _guest('uncategorised', 'system_u:system_r:svirt_t:s0'),
+        _guest('everything', 'system_u:system_r:svirt_t:s0-s0:c0.c1023'),
         _guest('broken', 'garbage'),
         ('unlabelled', lx.parse_xml('<domain/>')),
         ('nolabel', lx.parse_xml("<domain><seclabel type='dynamic' model='selinux'/></domain>")),
         ('none', lx.parse_xml("<domain><seclabel type='none' model='selinux'/></domain>")),
     ]
-    assert lx.find_mcs_conflicts('self', pair, guests) == [
+    conflicts = [
         ('other', 'system_u:system_r:svirt_t:s0:c32,c256'),
-        ('running', 'system_u:system_r:svirt_t:s0:c32,c256')]
-    assert lx.find_mcs_conflicts('self', ('s1', (32, 256)), guests) == []
+        ('running', 'system_u:system_r:svirt_t:s0:c32,c256'),
+        # one shared category is enough: either guest's qemu could open files of the other
+        ('overlapping', 'system_u:system_r:svirt_t:s0:c33,c256'),
+        # s0:c32,c256 dominates a label without categories
+        ('uncategorised', 'system_u:system_r:svirt_t:s0'),
+        # a range dominates every pair
+        ('everything', 'system_u:system_r:svirt_t:s0-s0:c0.c1023')]
+    assert lx.find_mcs_conflicts('self', pair, guests) == conflicts
+    # sensitivities are not compared
+    assert lx.find_mcs_conflicts('self', ('s1', (32, 256)), guests) == conflicts
+    assert lx.find_mcs_conflicts('self', ('s0', (34, 1000)), guests) == conflicts[-2:]
     assert lx.find_mcs_conflicts('self', None, guests) == []
 
 

@@ -208,7 +208,13 @@ def test_validate_passphrase_rejects(bad):
 
 
 def test_validate_passphrase_accepts_unicode_and_spaces():
-    L.validate_passphrase(u'correct horse battery st\u00e4ple')
+    assert L.validate_passphrase(u'correct horse battery st\u00e4ple', min_length=12) is None
+    # the minimum counts characters, not UTF-8 bytes: 12 two-byte characters
+    # pass a minimum of 12, 11 of them do not (and the message shows no value)
+    assert L.validate_passphrase(u'\u00e4' * 12, min_length=12) is None
+    with pytest.raises(L.LuksError, match='at least 12 characters') as err:
+        L.validate_passphrase(u'\u00e4' * 11, min_length=12)
+    assert u'\u00e4' not in str(err.value)
 
 
 @pytest.mark.parametrize('bad', ['', '-x', 'a/b', 'a b', 'x' * 128])
@@ -403,18 +409,18 @@ def test_mapper_name_taken_by_another_device():
 
 def test_absent_closes_erases_and_wipes():
     host = FakeHost(luks=2, passphrases=['correct horse'], open_as=DEV)
-    vol = ensure(host, 'absent', passphrase=None)
+    vol = ensure(host, 'absent', passphrase=None, wipe=True)
     assert vol.actions == ['close', 'erase', 'wipefs']
     assert host.luks is None and host.open_as is None
-    assert volume(host, passphrase=None).plan('absent') == []
+    assert volume(host, passphrase=None, wipe=True).plan('absent') == []
     assert vol.after_state('absent') == {'state': 'absent', 'luks_version': None}
 
 
 def test_absent_with_missing_device():
     host = FakeHost(device_exists=False)
-    assert volume(host, passphrase=None).plan('absent') == []
+    assert volume(host, passphrase=None, wipe=True).plan('absent') == []
     host.open_as = '/dev/mapper/vg-guest01_luks'
-    vol = volume(host, passphrase=None)
+    vol = volume(host, passphrase=None, wipe=True)
     # the backing device vanished: the stale mapping has no device to compare
     with pytest.raises(L.LuksError):
         vol.plan('absent')
@@ -448,3 +454,30 @@ def test_default_runner_helpers():
     assert runner.guests_using('/dev/mapper/x') == []
     assert runner.open_count('x') is None
     assert runner.stat is os.stat
+
+
+# --- minimum passphrase length and explicit wipe (security review) ---------
+
+def test_validate_passphrase_enforces_a_minimum_length_without_echoing_it():
+    with pytest.raises(L.LuksError) as err:
+        L.validate_passphrase('abc', 'an entry of add_passphrases', min_length=12)
+    assert 'an entry of add_passphrases' in str(err.value) and 'at least 12 characters' in str(err.value)
+    assert 'abc' not in str(err.value)
+    L.validate_passphrase('x' * 12, min_length=12)
+    L.validate_passphrase(u'\u00e4' * 12, min_length=12)  # characters, not bytes
+
+
+def test_minimum_passphrase_length_has_a_floor():
+    assert L.MIN_PASSPHRASE == 12 and L.MIN_PASSPHRASE_FLOOR == 8
+    with pytest.raises(L.LuksError) as err:
+        L.validate_min_length(7)
+    assert 'passphrase_min_length' in str(err.value) and 'at least 8' in str(err.value)
+    L.validate_min_length(8)
+
+
+def test_absent_is_refused_without_wipe_before_anything_runs():
+    host = FakeHost(luks=2, passphrases=['correct horse'], open_as=DEV)
+    with pytest.raises(L.LuksError) as err:
+        volume(host, passphrase=None).plan('absent')
+    assert 'wipe' in str(err.value) and 'unrecoverable' in str(err.value)
+    assert host.calls == [] and host.luks == 2 and host.open_as == DEV

@@ -496,7 +496,7 @@ def test_atomic_write_and_read(tmp_path):
 
 
 def test_atomic_write_cleans_up_on_error(tmp_path, monkeypatch):
-    def boom(src, dst):
+    def boom(*_args, **_kwargs):  # atomic_write renames relative to the directory's descriptor
         raise OSError('rename failed')
     monkeypatch.setattr(x.os, 'rename', boom)
     with pytest.raises(OSError):
@@ -554,3 +554,143 @@ def test_certificate_without_key_encipherment_is_reissued(ca, host_key, monkeypa
     assert reasons(ca, cert, host_key) == [
         'profile: keyUsage lacks digitalSignature or keyEncipherment (libvirt requires both)']
     assert reasons(ca, issue(ca, host_key), host_key) == []
+
+
+# --- symlinks a user could plant (security review: root writing through user links) ---
+
+def snapshot(path):
+    """Bytes (or directory listing), mode and owner of what a link points at."""
+    st = os.lstat(path)
+    content = sorted(os.listdir(path)) if stat.S_ISDIR(st.st_mode) else open(path, 'rb').read()
+    return content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def plant_user_links(tmp_path):
+    """A root-only key and directory, and the two links a user could plant towards them.
+
+    (a) ~alice/.pki/libvirt/clientkey.pem -> the root-only key (a final component);
+    (b) ~bob/.pki -> the root directory (an intermediate directory), owned by uid 65534.
+    """
+    private = tmp_path / 'etc/pki/libvirt/private'
+    private.mkdir(parents=True)
+    secret = private / 'serverkey.pem'
+    secret.write_bytes(b'root-only key')
+    os.chmod(str(secret), 0o600)
+    rootdir = tmp_path / 'etc/something'
+    (rootdir / 'libvirt').mkdir(parents=True)
+    alice = tmp_path / 'home/alice/.pki/libvirt'
+    alice.mkdir(parents=True)
+    final_link = alice / 'clientkey.pem'
+    os.symlink(str(secret), str(final_link))
+    os.lchown(str(final_link), 65534, 65534)
+    (tmp_path / 'home/bob').mkdir(parents=True)
+    dir_link = tmp_path / 'home/bob/.pki'
+    os.symlink(str(rootdir), str(dir_link))
+    os.lchown(str(dir_link), 65534, 65534)
+    return secret, rootdir, str(final_link), str(dir_link / 'libvirt/clientkey.pem')
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='planting a link owned by another user needs root')
+def test_file_helpers_refuse_links_a_user_could_plant(tmp_path):
+    secret, rootdir, via_final, via_dir = plant_user_links(tmp_path)
+    before = snapshot(str(secret)), snapshot(str(rootdir / 'libvirt'))
+    for path in (via_final, via_dir):
+        with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
+            x.read_file(path)
+        with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
+            x.atomic_write(path, b'attacker-chosen', 0o600)
+        with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
+            x.check_path(path)
+        with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
+            x.set_attributes(path, 65534, 65534, 0o644)
+        with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
+            x.plan_key(path, 'ecdsa-p256')
+    with pytest.raises(x.X509Error) as exc:
+        x.read_file(via_dir)
+    assert str(exc.value) == ('refusing %s: %s is a symlink owned by uid 65534 (not root); '
+                              'a user could point it at a root-only file' % (via_dir, tmp_path / 'home/bob/.pki'))
+    with pytest.raises(x.X509Error) as exc:
+        x.check_path(via_final)
+    assert str(exc.value).startswith('refusing %s: %s is a symlink' % (via_final, via_final))
+    # even a root-owned final link is refused: a key or certificate must be a regular file
+    os.lchown(via_final, 0, 0)
+    with pytest.raises(x.X509Error, match='must be a regular file'):
+        x.check_path(via_final)
+    assert x.file_summary(via_final, b'junk').endswith('unreadable key\n')  # no stat through the link
+    assert (snapshot(str(secret)), snapshot(str(rootdir / 'libvirt'))) == before
+    assert sorted(os.listdir(str(tmp_path / 'home/alice/.pki/libvirt'))) == ['clientkey.pem']
+
+    # positive controls: a root-owned directory link (/var/run -> /run style) and a plain path
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'var').mkdir()
+    os.symlink('../run', str(tmp_path / 'var/run'))
+    for path in (str(tmp_path / 'var/run/k.pem'), str(tmp_path / 'home/alice/.pki/libvirt/other.pem')):
+        x.check_path(path)
+        x.atomic_write(path, b'fine', 0o600)
+        assert x.read_file(path) == b'fine'
+        assert x.set_attributes(path, 65534, 65534, 0o640)
+        assert not x.set_attributes(path, 65534, 65534, 0o640)
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o640)
+    assert (tmp_path / 'run/k.pem').read_bytes() == b'fine'
+    # a missing directory is an error, or tolerated on request (check mode), but links are still checked
+    with pytest.raises(x.X509Error, match='does not exist'):
+        x.check_path(str(tmp_path / 'none/k.pem'))
+    x.check_path(str(tmp_path / 'none/k.pem'), missing_ok=True)
+    with pytest.raises(x.X509Error, match='owned by uid 65534'):
+        x.check_path(str(tmp_path / 'home/bob/.pki/none/k.pem'), missing_ok=True)
+
+
+def test_read_file_refuses_what_is_not_a_regular_file(tmp_path):
+    fifo = str(tmp_path / 'fifo.pem')
+    os.mkfifo(fifo)
+    with pytest.raises(x.X509Error, match='not a regular file'):
+        x.read_file(fifo)  # and does not hang waiting for a writer
+    with pytest.raises(x.X509Error, match='not a regular file'):
+        x.check_path(fifo)
+
+
+# --- one name, two hosts (security review: names must not be claimable twice) ---
+
+def test_batch_refuses_a_name_claimed_by_two_hosts(ca, host_key):
+    other_key = x.generate_private_key('ecdsa-p256')
+
+    def req(name, key, cn, dns, ip=(), **kw):
+        return request(key, name=name, subject={'O': 'secvirt', 'CN': cn}, dns=list(dns), ip=list(ip), **kw)
+
+    # kvm1 claims kvm.example.org as CN and SAN, kvm2 as a SAN only (other case, trailing dot)
+    clash = [req('kvm1/libvirtd-server', host_key, 'kvm.example.org', ['kvm.example.org', 'kvm1.example.org']),
+             req('kvm2/libvirtd-server', other_key, 'kvm2.example.org', ['kvm2.example.org', 'KVM.Example.org.'])]
+    with pytest.raises(x.X509Error) as exc:
+        x.sign_requests(ca[0], ca[1], clash, now=NOW)
+    msg = str(exc.value)
+    assert msg.startswith('refusing to sign anything; ')
+    assert 'kvm.example.org is claimed by two hosts: kvm1 (kvm1/libvirtd-server) and kvm2 (kvm2/libvirtd-server)' in msg
+
+    # a wildcard claims what it covers, and IP addresses compare by value
+    wildcard = [clash[0], req('kvm2/libvirtd-server', other_key, 'kvm2.example.org', ['kvm2.example.org', '*.Example.org'])]
+    with pytest.raises(x.X509Error, match=r'kvm.example.org \(covered by \*.example.org\) is claimed by two hosts: kvm2'):
+        x.sign_requests(ca[0], ca[1], wildcard, now=NOW)
+    same_ip = [req('kvm1/libvirtd-server', host_key, 'kvm1.example.org', ['kvm1.example.org'], ['2001:db8::1']),
+               req('kvm2/libvirtd-server', other_key, 'kvm2.example.org', ['kvm2.example.org'], ['2001:DB8:0:0::1'])]
+    with pytest.raises(x.X509Error, match='2001:db8::1 is claimed by two hosts: kvm1'):
+        x.sign_requests(ca[0], ca[1], same_ip, now=NOW)
+    # the host key overrides the name's prefix
+    with pytest.raises(x.X509Error, match='claimed by two hosts: a '):
+        x.sign_requests(ca[0], ca[1], [dict(same_ip[0], host='a'), dict(same_ip[1], name='a/qemu-server', host='b')],
+                        now=NOW)
+    # a SAN carried by a client certificate counts too
+    client_san = [clash[0], req('kvm2/client', other_key, 'admin', ['kvm.example.org'], profile='client')]
+    with pytest.raises(x.X509Error, match='kvm.example.org is claimed by two hosts'):
+        x.sign_requests(ca[0], ca[1], client_san, now=NOW)
+
+    # positive control: several identities of ONE host share their names; client CNs are identities
+    fine = [req('kvm1/libvirtd-server', host_key, 'kvm.example.org', ['kvm.example.org', 'kvm1.example.org']),
+            req('kvm1/qemu-server', other_key, 'kvm.example.org', ['KVM.example.org.', 'kvm1.example.org']),
+            req('kvm1/client', host_key, 'admin', [], profile='client'),
+            req('kvm2/client', other_key, 'admin', [], profile='client'),
+            req('kvm2/libvirtd-server', other_key, 'kvm2.example.org', ['kvm2.example.org']),
+            dict(req('x/y', other_key, 'kvm1.example.org', ['kvm1.example.org']), host='kvm1')]
+    signed = x.sign_requests(ca[0], ca[1], fine, now=NOW)
+    assert sorted(signed) == sorted(r['name'] for r in fine)
+    assert all(r['renewed'] for r in signed.values())

@@ -58,3 +58,33 @@ def test_missing_file_needs_create(tmp_path, capsys):
     res = run({"path": str(path), "settings": {"uri_aliases": ["a=qemu:///system"]}, "create": True}, capsys)
     assert res["changed"] and 'uri_aliases = ["a=qemu:///system"]' in path.read_text()
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_secret_values_masked_in_diff_and_return(tmp_path, capsys):
+    path = tmp_path / "qemu.conf"
+    path.write_text('#vnc_password = "XYZ12345"\nvnc_listen = "127.0.0.1"\n')
+    args = {"path": str(path), "settings": {"vnc_password": "hunter2xyz", "vnc_tls": 1}, "_ansible_diff": True}
+    res = run(args, capsys)
+    assert res["changed"] and sorted(res["changed_keys"]) == ["vnc_password", "vnc_tls"]
+    assert 'vnc_password = "hunter2xyz"' in path.read_text()  # the file gets the real value
+    assert "hunter2xyz" not in json.dumps(res)
+    assert res["values"]["vnc_password"] == "********"
+    assert 'vnc_password = "********"' in res["diff"]["after"]
+    # positive control: a key that holds no secret is shown as it is
+    assert res["values"]["vnc_tls"] == 1 and "vnc_tls = 1" in res["diff"]["after"]
+    assert 'vnc_listen = "127.0.0.1"' in res["diff"]["before"]
+    # change detection still compares the real values
+    again = run(args, capsys)
+    assert not again["changed"] and again["changed_keys"] == []
+    other = run(dict(args, settings={"vnc_password": "other-pw-42", "SPICE_PASSWORD": "sp1ce",
+                                     "tls_secret": "s3cr3t", "my_passwd_file": "/etc/pw"}), capsys)
+    assert other["changed"] and "vnc_password" in other["changed_keys"]
+    text = json.dumps(other)
+    for secret in ("hunter2xyz", "other-pw-42", "sp1ce", "s3cr3t", "/etc/pw"):
+        assert secret not in text, secret
+    # the masked diff still shows that the secret changed, without showing it
+    assert 'vnc_password = "********"' in other["diff"]["before"]
+    assert 'vnc_password = "******** (changed)"' in other["diff"]["after"]
+    removed = run({"path": str(path), "unset": ["vnc_password"], "_ansible_diff": True}, capsys)
+    assert removed["changed"] and removed["changed_keys"] == ["vnc_password"]
+    assert "other-pw-42" not in json.dumps(removed) and "vnc_password" not in path.read_text().split("\n", 1)[1]

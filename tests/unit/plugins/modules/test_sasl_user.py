@@ -100,3 +100,23 @@ def test_cleartext_property_is_scrubbed(fake, capsys):
     res = run({"path": str(fake / "passwd.db"), "users": [{"name": "stale", "password": "new"}]}, capsys)
     assert res["actions"] == ["scrub stale@host.test"]
     assert "userPassword" not in (fake / "passwd.db").read_text()
+
+
+def test_password_that_cannot_be_checked_is_left_alone_with_a_warning(fake, capsys, monkeypatch):
+    # the stand-in database is JSON, not Berkeley DB: the stored verifier
+    # cannot be read, so on_mismatch (the default) must neither guess "changed"
+    # every run nor stay silent
+    warned = []
+    monkeypatch.setattr(sasl_user.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    args = {"path": str(fake / "passwd.db"), "users": [{"name": "admin", "password": "pw-1"}]}
+    run(args, capsys)
+    res = run(dict(args, users=[{"name": "admin", "password": "pw-2"}]), capsys)
+    assert not res["changed"] and res["unverified"] == ["admin@host.test"]
+    assert "update_password=always" in " ".join(warned) and "pw-2" not in " ".join(warned)
+    assert "pw-2" not in json.dumps(res)
+
+
+def test_unusable_password_is_refused_without_echoing_it(fake, capsys):
+    res = run({"path": str(fake / "passwd.db"), "users": [{"name": "admin", "password": "a\0b-Secret"}]}, capsys)
+    assert res.get("failed") and "b-Secret" not in json.dumps(res)
+    assert calls(fake) == []

@@ -31,6 +31,17 @@ class FakeError(Exception):
 
 
 class FakeSecret(object):
+    """A libvirt secret as libvirt 9's secret driver treats it.
+
+    libvirt's own test driver (test:///default) has no secret driver at all
+    (virSecretDefineXML: "this function is not supported by the connection
+    driver"), so this stand-in copies the behaviour the module depends on from
+    src/secret/secret_driver.c: value() refuses a private secret with
+    VIR_ERR_INVALID_SECRET ("secret is private") before it looks at the value,
+    and a secret without a value gives VIR_ERR_NO_SECRET ("does not have a
+    value").
+    """
+
     def __init__(self, conn, xml):
         self.conn = conn
         root = ET.fromstring(xml)
@@ -51,7 +62,16 @@ class FakeSecret(object):
         return usage.get('type'), list(usage)[0].text
 
     def setValue(self, value, flags):
+        if self.conn.set_error:
+            raise self.conn.set_error
         self.values.append(value)
+
+    def value(self, flags=0):
+        if ET.fromstring(self.xml).get('private') == 'yes':
+            raise FakeError('secret is private', FAKE.VIR_ERR_INVALID_SECRET)
+        if not self.values:
+            raise FakeError("secret '%s' does not have a value" % self.UUIDString(), FAKE.VIR_ERR_NO_SECRET)
+        return self.values[-1]
 
     def undefine(self):
         self.conn.secrets.remove(self)
@@ -62,6 +82,11 @@ class FakeConn(object):
         self.secrets = []
         self.version = version
         self.domains = {}
+        self.set_error = None
+
+    def restart(self):
+        """libvirtd (or virtsecretd) restarts: ephemeral secrets are gone, definition and value."""
+        self.secrets = [s for s in self.secrets if ET.fromstring(s.xml).get('ephemeral') != 'yes']
 
     def close(self):
         pass
@@ -114,7 +139,7 @@ class FakeDomain(object):
 
 
 FAKE = types.SimpleNamespace(
-    libvirtError=FakeError, VIR_ERR_NO_SECRET=66, VIR_DOMAIN_XML_INACTIVE=2,
+    libvirtError=FakeError, VIR_ERR_NO_SECRET=66, VIR_ERR_INVALID_SECRET=65, VIR_DOMAIN_XML_INACTIVE=2,
     VIR_SECRET_USAGE_TYPE_VOLUME=1, VIR_SECRET_USAGE_TYPE_CEPH=2, VIR_SECRET_USAGE_TYPE_ISCSI=3,
     VIR_SECRET_USAGE_TYPE_TLS=4, VIR_SECRET_USAGE_TYPE_VTPM=5)
 
@@ -180,6 +205,67 @@ def test_secret_flag_change_redefines(conn, capsys, monkeypatch):
     assert res['changed'] and res['value_set']
     assert 'base64-encoded' in json.dumps(warned)
     assert conn.secrets[0] is not old and "ephemeral=\"no\"" in conn.secrets[0].xml
+
+
+def test_secret_without_value_gets_one_even_with_on_create(conn, capsys):
+    # the secret exists but holds no value (an earlier setValue failed, or it
+    # was defined by hand): on_create must not take "exists" for "done"
+    args = dict(SECRET, private=False)
+    secret = conn.secretDefineXML(
+        "<secret ephemeral='yes' private='no'><description>g3 disk</description>"
+        "<usage type='volume'><volume>%s</volume></usage></secret>" % SECRET['usage_id'], 0)
+    predicted = run(libvirt_secret, dict(args, _ansible_check_mode=True), capsys)
+    assert predicted['changed'] and predicted['value_set'] and predicted['has_value'] is False
+    assert predicted['reasons'] == ['the secret has no value'] and secret.values == []
+    res = run(libvirt_secret, args, capsys)
+    assert res['changed'] and res['value_set'] and secret.values == [b'Vault-Value-1']
+    again = run(libvirt_secret, args, capsys)
+    assert not again['changed'] and again['has_value'] is True
+    # a private secret does not say whether it has a value: reported as unknown
+    created = run(libvirt_secret, dict(usage_type='ceph', usage_id='client.x', value='v'), capsys)
+    assert created['has_value'] is False  # it did not exist
+    private = run(libvirt_secret, dict(usage_type='ceph', usage_id='client.x', value='v'), capsys)
+    assert private['has_value'] is None and not private['changed']
+
+
+def test_failed_set_value_leaves_no_valueless_secret_behind(conn, capsys):
+    # libvirt never tells whether a private secret has a value, so the module
+    # must not leave one without: a secret it just defined is undefined again
+    conn.set_error = FakeError('cannot write secret value', 38)
+    res = run(libvirt_secret, SECRET, capsys)
+    assert res['failed'] and 'cannot write secret value' in res['msg'] and 'Vault-Value-1' not in json.dumps(res)
+    assert conn.secrets == []
+    conn.set_error = None
+    res = run(libvirt_secret, SECRET, capsys)
+    assert res['value_set'] and conn.secrets[0].values == [b'Vault-Value-1']
+
+
+def test_failed_set_value_does_not_record_the_new_fingerprint(conn, capsys):
+    fp_args = dict(SECRET, update_value='on_change', fingerprint_key='fp-key')
+    run(libvirt_secret, fp_args, capsys)
+    secret = conn.secrets[0]
+    conn.set_error = FakeError('cannot write secret value', 38)
+    assert run(libvirt_secret, dict(fp_args, value='Vault-Value-2'), capsys)['failed']
+    assert conn.secrets == [secret] and secret.values == [b'Vault-Value-1']  # the old value stays usable
+    conn.set_error = None
+    res = run(libvirt_secret, dict(fp_args, value='Vault-Value-2'), capsys)
+    assert res['value_set'] and secret.values[-1] == b'Vault-Value-2'
+
+
+def test_ephemeral_secret_is_reported_as_lost_on_a_daemon_restart(conn, capsys, monkeypatch):
+    warned = []
+    monkeypatch.setattr(libvirt_secret.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    res = run(libvirt_secret, SECRET, capsys)
+    assert res['ephemeral'] is True and res['value_set']
+    assert len(warned) == 1 and 'restart' in warned[0] and SECRET['usage_id'] in warned[0]
+    assert 'Vault-Value-1' not in ' '.join(warned)
+    del warned[:]
+    assert not run(libvirt_secret, SECRET, capsys)['changed'] and warned == []  # nothing set: nothing to lose
+    conn.restart()  # e.g. a handler restarting libvirtd later in the play
+    again = run(libvirt_secret, SECRET, capsys)
+    assert again['changed'] and again['reasons'] == ['the secret does not exist']
+    persistent = run(libvirt_secret, dict(SECRET, usage_id='/p.qcow2', ephemeral=False), capsys)
+    assert persistent['ephemeral'] is False and not any('restart' in w for w in warned[1:])
 
 
 def test_secret_absent_and_base64(conn, capsys):
@@ -262,7 +348,7 @@ def fake_tools(tmp_path, monkeypatch):
 
 def test_luks_volume_module_refuses_missing_device_and_bad_passphrase(tmp_path, monkeypatch, capsys):
     fake_tools(tmp_path, monkeypatch)
-    res = run(luks_volume, dict(name='g1', device=str(tmp_path / 'nodev'), passphrase='p1'), capsys)
+    res = run(luks_volume, dict(name='g1', device=str(tmp_path / 'nodev'), passphrase='Passphrase-01'), capsys)
     assert res['failed'] and 'does not exist' in res['msg'] and res['mapper'] == '/dev/mapper/g1'
     res = run(luks_volume, dict(name='g1', device='/dev/null', passphrase='two\nlines'), capsys)
     assert res['failed'] and 'newline' in res['msg']
@@ -272,7 +358,8 @@ def test_luks_volume_module_refuses_missing_device_and_bad_passphrase(tmp_path, 
 
 def test_luks_volume_module_absent_on_missing_device_is_a_no_op(tmp_path, monkeypatch, capsys):
     log = fake_tools(tmp_path, monkeypatch)
-    res = run(luks_volume, dict(name='g1', device=str(tmp_path / 'nodev'), state='absent', _ansible_diff=True), capsys)
+    res = run(luks_volume, dict(name='g1', device=str(tmp_path / 'nodev'), state='absent', wipe=True,
+                                _ansible_diff=True), capsys)
     assert not res['changed'] and res['actions'] == [] and res['diff']['before']['device_exists'] is False
     assert log.read_text().split('\n')[0] == 'status g1'
 
@@ -287,10 +374,42 @@ def test_luks_volume_module_check_mode_on_a_blank_block_device(tmp_path, monkeyp
             return os.stat_result((statmod.S_IFBLK | 0o600, 0, 0, 1, 0, 0, 0, 0, 0, 0))
         return real_stat(path, *a, **kw)
     monkeypatch.setattr(os, 'stat', fake_stat)
-    res = run(luks_volume, dict(name='g1', device='/dev/fakeblk', passphrase='Secret-PP-1',
+    res = run(luks_volume, dict(name='g1', device='/dev/fakeblk', passphrase='Secret-PP-0001',
                                 _ansible_check_mode=True, _ansible_diff=True), capsys)
     assert res['changed'] and res['actions'] == ['format', 'open']
     assert res['diff'] == {'before': {'state': 'absent', 'luks_version': None},
                            'after': {'state': 'opened', 'luks_version': 2}}
     calls = log.read_text()
-    assert 'luksFormat' not in calls and 'Secret-PP-1' not in calls
+    assert 'luksFormat' not in calls and 'Secret-PP-0001' not in calls
+
+
+def test_luks_volume_module_refuses_short_passphrases_before_any_command(tmp_path, monkeypatch, capsys):
+    log = fake_tools(tmp_path, monkeypatch)
+    res = run(luks_volume, dict(name='g1', device='/dev/null', passphrase='abc'), capsys)
+    assert res['failed'] and 'passphrase must be at least 12 characters' in res['msg']
+    assert 'abc' not in json.dumps(res) and not log.exists()
+    res = run(luks_volume, dict(name='g1', device='/dev/null', passphrase='Long-enough-01',
+                                add_passphrases=['Recovery-key-1', 'short']), capsys)
+    assert res['failed'] and 'an entry of add_passphrases must be at least 12' in res['msg']
+    assert 'short' not in res['msg'] and not log.exists()
+    # the floor: passphrase_min_length cannot go below 8
+    res = run(luks_volume, dict(name='g1', device='/dev/null', passphrase='8-chars!',
+                                passphrase_min_length=7), capsys)
+    assert res['failed'] and 'passphrase_min_length must be at least 8' in res['msg'] and not log.exists()
+    # positive control: the same short values pass once the minimum allows them;
+    # previous_passphrase and remove_passphrases only need to unlock (no minimum).
+    res = run(luks_volume, dict(name='g1', device='/dev/null', passphrase='8-chars!', passphrase_min_length=8,
+                                previous_passphrase='old', remove_passphrases=['x']), capsys)
+    assert res['failed'] and 'not a block device' in res['msg']
+
+
+def test_luks_volume_module_absent_needs_wipe(tmp_path, monkeypatch, capsys):
+    log = fake_tools(tmp_path, monkeypatch)
+    res = run(luks_volume, dict(name='g1', device=str(tmp_path / 'nodev'), state='absent'), capsys)
+    assert res['failed'] and 'wipe=true' in res['msg'] and 'unrecoverable' in res['msg']
+    assert not log.exists()  # refused before cryptsetup was even asked for the mapping
+    checked = run(luks_volume, dict(name='g1', device=str(tmp_path / 'nodev'), state='absent',
+                                    _ansible_check_mode=True), capsys)
+    assert checked['failed'] and 'wipe=true' in checked['msg']
+    res = run(luks_volume, dict(name='g1', device=str(tmp_path / 'nodev'), state='absent', wipe=True), capsys)
+    assert not res.get('failed') and not res['changed']

@@ -323,3 +323,104 @@ def test_check_mode_tolerates_directories_the_play_would_create(tree, capsys):
     args = install_args(tree, ca, signed['certificates']['kvm01/server']['certificate'])
     args['ca_files'] = [dict(path=str(tree / 'later/ca.pem'))]
     assert run(x509_install, args, capsys, check=True)['changed']
+
+
+# --- links a user could plant (security review: root writing through user links) ---
+
+def snapshot(path):
+    st = os.lstat(path)
+    content = sorted(os.listdir(path)) if stat.S_ISDIR(st.st_mode) else open(path, 'rb').read()
+    return content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='planting a link owned by another user needs root')
+def test_csr_and_install_refuse_links_a_user_could_plant(tree, capsys):
+    # a root-only server key and a root directory
+    secret = tree / 'etc/pki/libvirt/private/serverkey.pem'
+    secret.parent.mkdir(parents=True)
+    secret.write_bytes(x.private_key_pem(x.generate_private_key('ecdsa-p256')))
+    os.chmod(str(secret), 0o600)
+    rootdir = tree / 'etc/something'
+    (rootdir / 'libvirt').mkdir(parents=True)
+    # (a) alice links her client key to the server key, (b) bob links ~/.pki to the root directory
+    alice = tree / 'home/alice/.pki'
+    for sub in ('libvirt', 'libvirt-vnc'):
+        (alice / sub).mkdir(parents=True)
+    os.symlink(str(secret), str(alice / 'libvirt/clientkey.pem'))
+    os.lchown(str(alice / 'libvirt/clientkey.pem'), 65534, 65534)
+    (tree / 'home/bob').mkdir(parents=True)
+    os.symlink(str(rootdir), str(tree / 'home/bob/.pki'))
+    os.lchown(str(tree / 'home/bob/.pki'), 65534, 65534)
+    before = snapshot(str(secret)), snapshot(str(rootdir / 'libvirt'))
+
+    def user_key(user, name):
+        home = tree / 'home' / user / '.pki'
+        return dict(name=name, path=str(home / 'libvirt/clientkey.pem'), owner='65534', group='65534',
+                    subject={'CN': user}, cert_path=str(home / 'libvirt/clientcert.pem'),
+                    copies=[dict(path=str(home / 'libvirt-vnc/clientkey.pem'), owner='65534', group='65534')])
+
+    good = key_entry(tree)
+    res = run(x509_csr, dict(keys=[good, user_key('alice', 'alice')]), capsys)
+    assert res.get('failed') and res['msg'].startswith('nothing written; ')
+    assert 'alice: refusing %s: %s is a symlink' % ((alice / 'libvirt/clientkey.pem',) * 2) in res['msg']
+    res = run(x509_csr, dict(keys=[good, user_key('bob', 'bob')]), capsys, check=True)
+    expected = ('bob: refusing %s: %s is a symlink owned by uid 65534 (not root); a user could point it at a '
+                'root-only file' % (tree / 'home/bob/.pki/libvirt/clientkey.pem', tree / 'home/bob/.pki'))
+    assert res.get('failed') and expected in res['msg']
+    assert not (alice / 'libvirt-vnc/clientkey.pem').exists()  # no user-owned copy of the server key
+    assert not os.path.exists(good['path'])  # the good entry of the batch was not written either
+
+    ca_key, ca_cert = x.create_ca('ecdsa-p256', {'CN': 'unit'}, 30)
+    leaf_key = x.generate_private_key('ecdsa-p256')
+    cert = x.certificate_pem(x.issue_certificate(ca_key, ca_cert, leaf_key.public_key(), {'CN': 'alice'}, [], [],
+                                                 'client', 10)).decode()
+    os.symlink(str(secret), str(alice / 'libvirt/clientcert.pem'))
+    install = dict(ca_certificate=x.certificate_pem(ca_cert).decode(),
+                   ca_files=[dict(path=str(tree / 'host/cacert.pem')),
+                             dict(path=str(tree / 'home/bob/.pki/libvirt/cacert.pem'), owner='65534')],
+                   certificates=[dict(name='alice', certificate=cert, profile='client',
+                                      files=[dict(path=str(alice / 'libvirt/clientcert.pem'), owner='65534')])])
+    res = run(x509_install, install, capsys)
+    assert res.get('failed') and res['msg'].startswith('nothing written; ')
+    assert 'owned by uid 65534 (not root)' in res['msg'] and '%s is a symlink' % (alice / 'libvirt/clientcert.pem') in res['msg']
+    assert not (tree / 'host/cacert.pem').exists()
+    install_key = dict(install, ca_files=[], certificates=[dict(install['certificates'][0], files=[
+        dict(path=str(alice / 'libvirt/cert.pem'))], key_path=str(alice / 'libvirt/clientkey.pem'))])
+    assert 'refusing' in run(x509_install, install_key, capsys)['msg']
+    assert not (alice / 'libvirt/cert.pem').exists()
+    assert (snapshot(str(secret)), snapshot(str(rootdir / 'libvirt'))) == before
+
+    # positive controls: a root-owned directory link (/var/run -> /run style) and the plain path
+    (tree / 'run').mkdir()
+    os.symlink(str(tree / 'run'), str(tree / 'host/run'))
+    linked = key_entry(tree, path=str(tree / 'host/run/serverkey.pem'), owner='65534', group='65534',
+                       copies=[dict(path=str(tree / 'host/vnc/server-key.pem'), owner=USER, group=GROUP, mode='0440')])
+    res = run(x509_csr, dict(keys=[linked]), capsys)
+    assert res['changed'] and not res.get('failed')
+    st = os.lstat(str(tree / 'run/serverkey.pem'))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o600)
+    assert not run(x509_csr, dict(keys=[linked]), capsys)['changed']
+    res = run(x509_install, dict(install, ca_files=[dict(path=str(tree / 'host/run/cacert.pem'))], certificates=[]),
+              capsys)
+    assert res['changed'] and (tree / 'run/cacert.pem').exists()
+    assert run(x509_csr, dict(keys=[good]), capsys)['changed'] and os.path.exists(good['path'])
+
+
+def test_sign_refuses_a_name_claimed_by_two_hosts(tree, capsys):
+    run(x509_ca, ca_args(tree), capsys)
+    keys = [x.generate_private_key('ecdsa-p256'), x.generate_private_key('ecdsa-p256')]
+
+    def req(name, key, cn, dns, **kw):
+        return dict(name=name, csr=x.csr_pem(x.build_csr(key, {'CN': cn})).decode(), profile='server',
+                    subject={'O': 'unit', 'CN': cn}, dns=dns, **kw)
+
+    clash = [req('kvm1/libvirtd-server', keys[0], 'kvm.example.org', ['kvm.example.org']),
+             req('kvm2/libvirtd-server', keys[1], 'kvm2.example.org', ['kvm2.example.org', 'KVM.example.org'])]
+    res = run(x509_sign, sign_args(tree, clash), capsys)
+    assert res.get('failed') and 'certificates' not in res
+    assert 'kvm.example.org is claimed by two hosts: kvm1 (kvm1/libvirtd-server) and kvm2' in res['msg']
+    # positive control: two identities of one host, grouped through the host option
+    same = [clash[0], dict(clash[1], name='kvm1/qemu-server', host='kvm1'),
+            req('other-name', keys[1], 'kvm.example.org', ['kvm.example.org'], host='kvm1')]
+    res = run(x509_sign, sign_args(tree, same), capsys)
+    assert res['changed'] and sorted(res['certificates']) == ['kvm1/libvirtd-server', 'kvm1/qemu-server', 'other-name']

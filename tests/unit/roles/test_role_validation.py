@@ -1,0 +1,382 @@
+"""Role input validation, run for real with ansible-playbook against localhost.
+
+Every refusal runs the role's own validation (tasks/validate.yml through
+include_role, or the role's meta/argument_specs.yml through
+validate_argument_spec, which is what the role's main entry point runs
+first) with one bad value, and checks that the run failed, that the failing
+task is the validation task of that rule, and that the message names the
+rule. Next to the refusals, positive controls run the same input with the bad
+value corrected and must pass.
+
+One ansible-playbook run covers several cases: each case is an inventory
+host of its own (all of them this machine, connection local) with its own
+variables, so each case fails or passes on its own, at its own task, with its
+own message, and the recap counts it.
+
+Only the validation phase is ever run: this machine is a build host, not a
+KVM host. The plays gather no facts and run in check mode; the validation
+tasks only read variables, run read-only probes (``systemctl is-active`` /
+``is-enabled``, ``stat`` of a keytab, ``/proc/cmdline``) or run a module in
+check mode. Ansible's own temporary files go to pytest's tmp_path.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
+PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+pytestmark = pytest.mark.skipif(not os.path.exists(PLAYBOOK), reason="ansible-playbook not installed next to pytest")
+
+_RECAP = re.compile(r"^(c[0-9]+)\s+:\s+ok=[0-9]+\s+changed=[0-9]+\s+unreachable=[0-9]+\s+failed=([0-9]+)", re.M)
+
+
+class Case(object):
+    """What one inventory host (one case) did in a run."""
+
+    def __init__(self, label, output):
+        self.label = label
+        self.output = output
+        self.failed = None
+        self.failed_task = None
+        self.message = ""
+
+    @property
+    def flat(self):
+        # the YAML result format folds long messages and doubles the quote in
+        # single-quoted scalars: compare with whitespace collapsed and '' as '
+        return " ".join(self.message.split()).replace("''", "'")
+
+    def __repr__(self):
+        return "case %r: failed=%s failed_task=%r\nmessage: %s\n--- run output (tail) ---\n%s" % (
+            self.label, self.failed, self.failed_task, self.flat, self.output[-3000:])
+
+
+def run_cases(tmp_path, tasks, cases, vars_files=()):
+    """One play over one inventory host per case (connection local, no facts, check mode).
+
+    ``cases`` is a list of ``(label, variables)``; returns a Case for each.
+    """
+    work = tmp_path / ("run%d" % len(list(tmp_path.glob("run*"))))
+    (work / "host_vars").mkdir(parents=True)
+    for sub in ("home", "local", "remote"):
+        (work / sub).mkdir()
+    hosts = ["c%d" % index for index in range(len(cases))]
+    lines = ["[cases]"]
+    for host, (_label, variables) in zip(hosts, cases):
+        lines.append("%s ansible_connection=local ansible_python_interpreter=%s" % (host, sys.executable))
+        (work / "host_vars" / (host + ".json")).write_text(json.dumps(variables))
+    (work / "inventory").write_text("\n".join(lines) + "\n")
+    play = [{"name": "Validation only", "hosts": "cases", "gather_facts": False,
+             "vars_files": list(vars_files), "tasks": tasks}]
+    (work / "play.yml").write_text(json.dumps(play, indent=1))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_HOME=str(work / "home"),
+               ANSIBLE_LOCAL_TEMP=str(work / "local"), ANSIBLE_REMOTE_TEMP=str(work / "remote"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_FORKS="8",
+               ANSIBLE_CALLBACK_RESULT_FORMAT="yaml", ANSIBLE_STDOUT_CALLBACK="default")
+    env.pop("ANSIBLE_CONFIG", None)
+    proc = subprocess.run([PLAYBOOK, "--check", "-i", str(work / "inventory"), str(work / "play.yml")], cwd=ROOT,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          timeout=600, check=False)
+    output = proc.stdout
+    results = dict((host, Case(label, output)) for host, (label, _vars) in zip(hosts, cases))
+    task, block = None, None
+    for line in output.splitlines():
+        if block is not None and (not line.strip() or line[0].isspace()):
+            block.message += line + "\n"
+            continue
+        block = None
+        if line.startswith("TASK ["):
+            task = line[len("TASK ["):].split("]")[0].strip()
+        match = re.match(r"^fatal: \[(c[0-9]+)\]", line)
+        if match and results[match.group(1)].failed_task is None:
+            block = results[match.group(1)]
+            block.failed_task = task
+            block.message = line + "\n"
+    for host, failed in _RECAP.findall(output):
+        results[host].failed = failed != "0"
+    if proc.returncode not in (0, 2):  # 2: some host failed; anything else is a broken run
+        pytest.fail("ansible-playbook rc=%d\n%s" % (proc.returncode, output[-5000:]))
+    return [results[host] for host in hosts]
+
+
+def validate_role(tmp_path, role, cases, before=(), vars_files=()):
+    """The role's tasks/validate.yml (after the role's read-only tasks_from in ``before``)."""
+    tasks = [{"name": "Run %s of %s" % (entry, role),
+              "ansible.builtin.include_role": {"name": "secvirt.kvm." + role, "tasks_from": entry, "public": False}}
+             for entry in tuple(before) + ("validate",)]
+    return run_cases(tmp_path, tasks, cases, vars_files)
+
+
+def validate_spec(tmp_path, role, cases):
+    """What the role's main entry point runs first: its meta/argument_specs.yml."""
+    spec = os.path.join(ROOT, "roles", role, "meta", "argument_specs.yml")
+    task = {"name": "Validating arguments against arg spec main",
+            "ansible.builtin.validate_argument_spec": {
+                "argument_spec": "{{ (lookup('ansible.builtin.file', %r) | from_yaml).argument_specs.main.options }}"
+                                 % spec}}
+    return run_cases(tmp_path, [task], cases)
+
+
+def refused(case, task, *words):
+    assert case.failed is True, case
+    assert case.failed_task is not None and task in case.failed_task, case
+    for word in words:
+        assert word in case.flat, (word, case)
+
+
+def accepted(case):
+    assert case.failed is False and case.failed_task is None, case
+
+
+def check(tmp_path, validate, refusals, controls):
+    """``refusals``: (label, variables, task, words); ``controls``: (label, variables)."""
+    for (_label, _vars, task, words), case in zip(refusals, validate(tmp_path, [r[:2] for r in refusals])):
+        refused(case, task, *words)
+    for case in validate(tmp_path, controls):
+        accepted(case)
+    return True
+
+
+# --- encrypted_storage -------------------------------------------------------
+
+VOLUME = {"name": "guest01", "size": "1G", "passphrase": "correct-horse-01"}
+
+
+def storage(tmp_path, cases):
+    return validate_role(tmp_path, "encrypted_storage", cases)
+
+
+def volumes(*items, **more):
+    return dict(more, encrypted_storage_volumes=list(items))
+
+
+def test_storage_refuses_short_passphrases(tmp_path):
+    short = "Refuse passphrases shorter than encrypted_storage_passphrase_min_length"
+    guest02 = dict(VOLUME, name="guest02", add_passphrases=["Recovery-key-1"])
+    cases = check(tmp_path, storage, [
+        ("short passphrase", volumes(dict(VOLUME, passphrase="Zq7")), short,
+         ["at least 12 characters", "encrypted_storage_passphrase_min_length", "too short in: guest01."]),
+        ("short add_passphrases entry", volumes(VOLUME, dict(guest02, add_passphrases=["Recovery-key-1", "Tq9"])),
+         short, ["add_passphrases", "too short in: guest02."]),
+        ("minimum below the floor", volumes(dict(VOLUME, passphrase="8-chars!"), encrypted_storage_passphrase_min_length=7),
+         "Refuse a passphrase minimum below 8", ["encrypted_storage_passphrase_min_length is 7"]),
+        ("no passphrase", volumes({"name": "guest01", "size": "1G"}),
+         "Refuse volumes without a size or a passphrase", ["check: ['guest01']"]),
+        ("empty passphrase", volumes(dict(VOLUME, passphrase="")),
+         "Refuse volumes without a size or a passphrase", ["check: ['guest01']"]),
+    ], [
+        ("long passphrase", volumes(VOLUME)),
+        # previous and removed passphrases only need to unlock: no minimum for them
+        ("long add_passphrases entry", volumes(VOLUME, dict(guest02, previous_passphrase="old", remove_passphrases=["Tq9"]))),
+        ("minimum at the floor", volumes(dict(VOLUME, passphrase="8-chars!"), encrypted_storage_passphrase_min_length=8)),
+    ])
+    assert cases
+
+
+def test_storage_passphrases_never_appear_in_the_output(tmp_path):
+    case, = storage(tmp_path, [("short", volumes(dict(VOLUME, passphrase="Zq7", add_passphrases=["Tq9"])))])
+    refused(case, "Refuse passphrases shorter than")
+    assert "Zq7" not in case.output and "Tq9" not in case.output
+
+
+def test_storage_refuses_to_destroy_a_volume_without_wipe(tmp_path):
+    assert check(tmp_path, storage, [
+        ("absent without wipe", volumes(VOLUME, {"name": "guest09", "state": "absent"}),
+         "Refuse to destroy volumes without wipe", ["wipe: true", "missing on: guest09.", "unrecoverable"]),
+        ("absent with wipe false", volumes(VOLUME, {"name": "guest09", "state": "absent", "wipe": False}),
+         "Refuse to destroy volumes without wipe", ["missing on: guest09."]),
+    ], [
+        ("absent with wipe", volumes(VOLUME, {"name": "guest09", "state": "absent", "wipe": True})),
+    ])
+
+
+def test_storage_argument_spec_declares_the_new_options(tmp_path):
+    wiped = {"name": "guest09", "state": "absent", "wipe": True}
+    spec = "Validating arguments against arg spec main"
+    assert check(tmp_path, lambda tmp, cases: validate_spec(tmp, "encrypted_storage", cases), [
+        ("minimum not an int", volumes(wiped, encrypted_storage_passphrase_min_length="twelve"), spec,
+         ["encrypted_storage_passphrase_min_length"]),
+        ("wipe not a bool", volumes(dict(wiped, wipe="perhaps")), spec, ["wipe"]),
+    ], [
+        ("both valid", volumes(wiped, encrypted_storage_passphrase_min_length=12)),
+    ])
+
+
+# --- audit -------------------------------------------------------------------
+
+def audit(tmp_path, cases):
+    # What tasks/main.yml does before validation on Debian: the OS variables and
+    # the read-only detection (systemctl is-enabled, /proc/cmdline).
+    return validate_role(tmp_path, "audit", cases, before=("detect",),
+                         vars_files=[os.path.join(ROOT, "roles", "audit", "vars", "Debian.yml")])
+
+
+def test_audit_refuses_kernel_arguments_grub_would_execute(tmp_path):
+    task = "Refuse kernel arguments that are not plain NAME or NAME=VALUE words"
+    assert check(tmp_path, audit, [
+        (bad, {"audit_kernel_args": [bad, "audit_backlog_limit=8192"]}, task, ["refusing audit_kernel_args"])
+        for bad in ["audit=1 $(touch /tmp/pwned)", 'a";reboot;"', "audit=1\nGRUB_TIMEOUT=0", "audit=1\n", "`id`"]
+    ], [
+        ("plain arguments", {"audit_kernel_args": ["audit=1", "audit_backlog_limit=8192"]}),
+    ])
+    assert not os.path.exists("/tmp/pwned")
+
+
+# --- libvirt_remote ----------------------------------------------------------
+
+REMOTE = {"libvirt_remote_tls_allowed_dn_list": ["C=DE,O=secvirt,OU=operators,CN=*"],
+          "libvirt_remote_management_cidrs": ["10.254.0.0/24", "2001:db8:10::/64"]}
+
+
+def remote(tmp_path, cases):
+    return validate_role(tmp_path, "libvirt_remote", [(label, dict(REMOTE, **more)) for label, more in cases])
+
+
+def test_remote_refuses_a_weak_tls_priority(tmp_path):
+    task = "Refuse a GnuTLS priority string that allows old protocols or weak ciphers"
+    assert check(tmp_path, remote, [
+        (priority, {"libvirt_remote_tls_priority": priority}, task, ["refusing", "libvirt_remote_tls_priority"] + words)
+        for priority, words in [
+            ("NORMAL:+VERS-TLS1.0", ["enables TLS1.0, TLS1.1"]),
+            ("NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-SSL3.0", ["enables SSL3.0"]),
+            ("SECURE256:-VERS-ALL:+VERS-TLS1.2:+VERS-TLS1.1", ["enables TLS1.1"]),
+            ("NORMAL", ["enables TLS1.0, TLS1.1"]),
+            ("NORMAL:-VERS-ALL:+VERS-TLS1.2:+VERS-ALL", ["enables SSL3.0, TLS1.0, TLS1.1"]),
+            ("LEGACY:-VERS-ALL:+VERS-TLS1.2", ["LEGACY"]),
+            ("NORMAL:-VERS-ALL:+VERS-TLS1.2:+NULL", ["'+NULL' enables no encryption"]),
+            ("NORMAL:-VERS-ALL:+VERS-TLS1.2:+ARCFOUR-128", ["'+ARCFOUR-128' enables RC4"]),
+            ("NORMAL:-VERS-ALL:+VERS-TLS1.2:+RSA-EXPORT", ["'+RSA-EXPORT' enables export-grade"]),
+        ]
+    ], [
+        ("default", {}),
+        ("pinned TLS 1.3", {"libvirt_remote_tls_priority": "SECURE256:-VERS-ALL:+VERS-TLS1.3"}),
+    ])
+
+
+def test_remote_refuses_a_malformed_cidr_and_names_it(tmp_path):
+    task = "Refuse malformed management CIDRs"
+    assert check(tmp_path, remote, [
+        (bad, {"libvirt_remote_management_cidrs": ["10.254.0.0/24", bad]}, task,
+         ["libvirt_remote_management_cidrs", repr(bad)])
+        for bad in ["10.254.0.300/24", "10.254.0.0/33", "10.254.0.1/24", "2001:db8::/129",
+                    "10.0.0.0/255.0.0.0", "10.254.0.0/24; accept", "example.org"]
+    ], [
+        ("networks and an address", {"libvirt_remote_management_cidrs": ["10.254.0.0/24", "10.254.1.7", "2001:db8::/48"]}),
+    ])
+
+
+def test_remote_refuses_any_source_without_opt_in(tmp_path):
+    task = "Refuse management CIDRs wider than the minimum prefix"
+    cases = [(broad, {"libvirt_remote_management_cidrs": ["10.254.0.0/24", broad]}, task,
+              [broad, "libvirt_remote_allow_any_source"]) for broad in ["0.0.0.0/0", "::/0", "10.0.0.0/7", "2001:db8::/31"]]
+    cases.append(("wider than a raised minimum", {"libvirt_remote_management_cidrs": ["10.254.0.0/23"],
+                                                  "libvirt_remote_min_cidr_prefix_v4": 24},
+                  task, ["10.254.0.0/23", "/24 (IPv4, libvirt_remote_min_cidr_prefix_v4)"]))
+    cases.append(("impossible minimum", {"libvirt_remote_min_cidr_prefix_v6": 129},
+                  "Refuse minimum CIDR prefixes outside", ["libvirt_remote_min_cidr_prefix_v6 (129)"]))
+    assert check(tmp_path, remote, cases, [
+        ("opt-in", {"libvirt_remote_management_cidrs": ["0.0.0.0/0", "::/0", "10.0.0.0/7", "2001:db8::/31"],
+                    "libvirt_remote_allow_any_source": True}),
+        ("at a raised minimum", {"libvirt_remote_management_cidrs": ["10.254.0.0/24"],
+                                 "libvirt_remote_min_cidr_prefix_v4": 24}),
+        ("at the default minimums", {"libvirt_remote_management_cidrs": ["10.0.0.0/8", "2001:db8::/32"]}),
+    ])
+
+
+def test_remote_checks_the_merged_daemon_settings(tmp_path):
+    keytab = tmp_path / "krb5.tab"
+    keytab.write_text("not a real keytab; only its existence is checked\n")
+    kerberos = dict(libvirt_remote_tcp_enabled=True, libvirt_remote_sasl_mech="gssapi",
+                    libvirt_remote_sasl_allowed_usernames=["alice"], libvirt_remote_sasl_keytab=str(keytab))
+
+    def extra(settings, **more):
+        return dict(more, libvirt_remote_extra_settings=settings)
+    assert check(tmp_path, remote, [
+        ("listen_tcp behind the role's back", extra({"auth_tcp": "none", "listen_tcp": 1}),
+         "Refuse a merged TCP listener without SASL", ["listen_tcp 1", 'auth_tcp "none"', "libvirt_remote_extra_settings"]),
+        ("auth_tcp none with TCP on", extra({"auth_tcp": "none"}, **kerberos),
+         "Refuse a merged TCP listener without SASL", ['auth_tcp "none"']),
+        ("no certificate verification", extra({"tls_no_verify_certificate": 1}),
+         "Refuse merged settings that turn off the client certificate checks",
+         ["tls_no_verify_certificate (1)", "libvirt_remote_extra_settings"]),
+        ("no certificate sanity check", extra({"tls_no_sanity_certificate": True}),
+         "Refuse merged settings that turn off the client certificate checks", ["tls_no_sanity_certificate (True)"]),
+        ("any certificate", extra({"tls_allowed_dn_list": ["C=DE,O=secvirt,OU=operators,CN=*", "*"]}),
+         "Refuse a merged tls_allowed_dn_list that lets any certificate in", ['"*"', "libvirt_remote_extra_settings"]),
+        ("empty DN list", extra({"tls_allowed_dn_list": []}),
+         "Refuse a merged tls_allowed_dn_list that lets any certificate in", ["tls_allowed_dn_list []"]),
+        ("weak priority", extra({"tls_priority": "NORMAL"}),
+         "Refuse a GnuTLS priority string", ["tls_priority in libvirt_remote_extra_settings", "enables TLS1.0"]),
+        ("world-writable socket", extra({"unix_sock_rw_perms": "0777"}),
+         "Refuse a merged read-write socket", ['unix_sock_rw_perms "0777"', "auth_unix_rw"]),
+        ("SASL login over TLS dropped", extra({"auth_tls": "none"}, libvirt_remote_auth_tls="sasl"),
+         "Refuse merged settings that weaken auth_tls", ['merged auth_tls is "none"', "libvirt_remote_extra_settings"]),
+        ("auth_tls polkit", extra({"auth_tls": "polkit"}),
+         "Refuse merged settings that weaken auth_tls", ['"polkit"']),
+        ("every principal", extra({"sasl_allowed_username_list": ["*"]}, **kerberos),
+         "Refuse a merged sasl_allowed_username_list that lets anyone in", ['["*"]', "libvirt_remote_extra_settings"]),
+    ], [
+        ("harmless keys and the guarded keys at safe values", extra({
+            "max_workers": 20, "auth_tcp": "sasl", "listen_tcp": 0, "tls_no_verify_certificate": 0,
+            "tls_no_sanity_certificate": 0, "tls_allowed_dn_list": ["C=DE,O=secvirt,OU=admins,CN=*"],
+            "tls_priority": "SECURE256:-VERS-ALL:+VERS-TLS1.3", "unix_sock_rw_perms": "0770"})),
+        ("auth_tcp sasl with TCP on", extra({"auth_tcp": "sasl"}, **kerberos)),
+        ("SASL login over TLS kept", extra({"auth_tls": "sasl"}, libvirt_remote_auth_tls="sasl")),
+        ("world-writable socket with polkit", extra({"unix_sock_rw_perms": "0777", "auth_unix_rw": "polkit"})),
+        ("named principals", extra({"sasl_allowed_username_list": ["alice", "bob"]}, **kerberos)),
+    ])
+
+
+def test_remote_each_former_rule_names_itself(tmp_path):
+    """Every rule of the former single assert still refuses, now in a task of its own."""
+    rules = [
+        ({"libvirt_remote_tls_allowed_dn_list": []}, {}, "Refuse TLS without an allowed client DN list",
+         ["refusing", "libvirt_remote_tls_allowed_dn_list"]),
+        ({"libvirt_remote_tls_allowed_dn_list": [" "]}, {}, "Refuse blank entries in the allowed client DN list",
+         ["libvirt_remote_tls_allowed_dn_list"]),
+        ({"libvirt_remote_tcp_enabled": True, "libvirt_remote_auth_tcp": "none"},
+         {"libvirt_remote_tcp_enabled": False, "libvirt_remote_auth_tcp": "none"},
+         "Refuse plain TCP without SASL authentication", ["libvirt_remote_auth_tcp"]),
+        ({"libvirt_remote_tcp_enabled": True}, {"libvirt_remote_tcp_enabled": False},
+         "Refuse SASL over plain TCP without Kerberos", ["libvirt_remote_sasl_mech", "gssapi"]),
+        ({"libvirt_remote_management_cidrs": []},
+         {"libvirt_remote_management_cidrs": [], "libvirt_remote_firewall": "none"},
+         "Refuse a port filter without management networks", ["libvirt_remote_management_cidrs"]),
+        ({"libvirt_remote_sasl_users": [{"name": "a", "password": "pw-1"}, {"name": "a", "password": "pw-2"}]},
+         {"libvirt_remote_sasl_users": [{"name": "a", "password": "pw-1"}, {"name": "b", "password": "pw-2"}]},
+         "Refuse duplicate SASL user names", ["libvirt_remote_sasl_users need unique names"]),
+        ({"libvirt_remote_sasl_users": [{"name": "a"}, {"name": "b", "state": "present"}]},
+         {"libvirt_remote_sasl_users": [{"name": "a", "password": "pw-1"}, {"name": "b", "state": "absent"}]},
+         "Refuse SASL users without a password", ["libvirt_remote_sasl_users need a password"]),
+        ({"libvirt_remote_auth_tls": "sasl", "libvirt_remote_sasl_mech": "gssapi"},
+         {"libvirt_remote_auth_tls": "none", "libvirt_remote_sasl_mech": "gssapi"},
+         "Refuse Kerberos without a list of allowed principals", ["libvirt_remote_sasl_allowed_usernames"]),
+        ({"libvirt_remote_sasl_allowed_usernames": ["alice", ""]}, {"libvirt_remote_sasl_allowed_usernames": ["alice"]},
+         "Refuse blank entries in the allowed SASL user names", ["libvirt_remote_sasl_allowed_usernames"]),
+        ({"libvirt_remote_sasl_scram_iterations": 100}, {"libvirt_remote_sasl_scram_iterations": 4096},
+         "Refuse SCRAM iteration counts outside 4096..65536", ["libvirt_remote_sasl_scram_iterations (100)"]),
+    ]
+    assert check(tmp_path, remote, [(task, bad, task, words) for bad, _good, task, words in rules],
+                 [(task, good) for _bad, good, task, _words in rules])
+
+
+def test_remote_argument_spec_declares_the_new_variables(tmp_path):
+    new = {"libvirt_remote_allow_any_source": True, "libvirt_remote_min_cidr_prefix_v4": 8,
+           "libvirt_remote_min_cidr_prefix_v6": 32}
+    spec = "Validating arguments against arg spec main"
+    assert check(tmp_path, lambda tmp, cases: validate_spec(tmp, "libvirt_remote", cases), [
+        ("opt-in not a bool", dict(new, libvirt_remote_allow_any_source="perhaps"), spec,
+         ["libvirt_remote_allow_any_source"]),
+        ("v4 minimum not an int", dict(new, libvirt_remote_min_cidr_prefix_v4="wide"), spec,
+         ["libvirt_remote_min_cidr_prefix_v4"]),
+        ("v6 minimum not an int", dict(new, libvirt_remote_min_cidr_prefix_v6="wide"), spec,
+         ["libvirt_remote_min_cidr_prefix_v6"]),
+    ], [
+        ("all valid", new),
+    ])
