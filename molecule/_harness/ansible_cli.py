@@ -121,3 +121,41 @@ def reboot(pattern, timeout=900, attempts=3):
     for host, result in results.items():
         assert not result["failed"], (host, result)
     return results
+
+
+# What ssh prints when the connection broke before the command could run:
+# testinfra shares Ansible's ControlMaster sockets (~/.ansible/cp), and a
+# master whose keepalives ran out while the VM was busy (ServerAliveInterval 5,
+# CountMax 6) leaves its clients with "mux_client_request_session: read from
+# master failed: Broken pipe" (CI, libvirt_remote, 2026-12-01).
+_DROPPED = ("mux_client_request_session", "Control socket connect", "kex_exchange_identification",
+            "Connection timed out during banner exchange", "Connection refused")
+
+
+def _retry_dropped_connections(attempts=3, pause=5):
+    """Make testinfra's ssh backend ask again when ssh itself failed (exit 255
+    with one of the messages above); any other result, a failing command
+    included, is returned or raised as before."""
+    from testinfra.backend import ssh  # pylint: disable=import-outside-toplevel
+
+    original = ssh.SshBackend.run_ssh
+    if getattr(original, "secvirt_retries", False):
+        return
+
+    def run_ssh(self, command):
+        for attempt in range(attempts):
+            try:
+                return original(self, command)
+            except RuntimeError as exc:
+                stderr = str(getattr(exc.args[0], "stderr", "")) if exc.args else ""
+                if attempt == attempts - 1 or not any(mark in stderr for mark in _DROPPED):
+                    raise
+                print("ssh to %s dropped (%s), asking again" % (self.host.name, stderr.strip()[-200:]))
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    run_ssh.secvirt_retries = True
+    ssh.SshBackend.run_ssh = run_ssh
+
+
+_retry_dropped_connections()

@@ -11,7 +11,10 @@
 #   unpacking libvirt and qemu under TCG costs many minutes per scenario;
 #   their roles' package tasks still run and must report ok.
 #
-# Output: $SECVIRT_CACHE/images/<recipe-hash>/{disk.raw,disk-virt.raw,vmlinuz,initrd.img,id_ed25519}
+# - disk-station.raw ("station"): the plain one plus the "station" lines
+#   (libvirt_remote's station: a Kerberos KDC and tcpdump, services off).
+#
+# Output: $SECVIRT_CACHE/images/<recipe-hash>/{disk.raw,disk-virt.raw,disk-station.raw,vmlinuz,initrd.img,id_ed25519}
 # The hash covers this script and packages.txt, so any change to the recipe
 # builds a new image and old ones are left for `make clean-cache`.
 set -euo pipefail
@@ -59,6 +62,8 @@ trap cleanup EXIT
 mapfile -t base < <(awk '$1=="base"{print $2}' "$here/packages.txt")
 mapfile -t cached < <(awk '$1=="cache"{print $2}' "$here/packages.txt")
 mapfile -t virt < <(awk '$1=="virt"{print $2}' "$here/packages.txt")
+mapfile -t virt_off < <(awk '$1=="virt-off"{print $2}' "$here/packages.txt")
+mapfile -t station < <(awk '$1=="station"{print $2}' "$here/packages.txt")
 
 echo "build-image: debootstrap $suite from $mirror" >&2
 debootstrap --variant=minbase \
@@ -157,14 +162,41 @@ leave
 cp -L "$rootfs"/boot/vmlinuz-* "$out.tmp/vmlinuz"
 cp -L "$rootfs"/boot/initrd.img-* "$out.tmp/initrd.img"
 chmod 0644 "$out.tmp/vmlinuz" "$out.tmp/initrd.img"
-rm -f "$out.tmp/disk.raw" "$out.tmp/disk-virt.raw"
+rm -f "$out.tmp/disk.raw" "$out.tmp/disk-virt.raw" "$out.tmp/disk-station.raw"
 mkfs.ext4 -q -L root -d "$rootfs" "$out.tmp/disk.raw" 6G
+
+# Packages whose services the tests start themselves are installed disabled.
+disable_units() {
+  local unit
+  for unit in "$@"; do
+    in_root systemctl disable "$unit" >/dev/null 2>&1 || true
+  done
+}
+
+# The "station" disk: the plain one plus the station's test tools, built in a
+# copy of the tree so the plain and virt disks do not get them.
+if [ "${#station[@]}" -gt 0 ]; then
+  echo "build-image: installing the station set: ${station[*]}" >&2
+  cp -a "$rootfs" "$work/rootfs-plain"
+  enter
+  # the realm libvirt_remote's Kerberos test sets up, as an operator installing
+  # a KDC would answer krb5-config's question (it writes kdc.conf's realm)
+  echo 'krb5-config krb5-config/default_realm string SECVIRT.TEST' | in_root debconf-set-selections
+  in_root apt-get install -y -qq --no-install-recommends "${station[@]}" >>"$work/apt.log" 2>&1 \
+    || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+  disable_units krb5-kdc.service krb5-admin-server.service
+  leave
+  mkfs.ext4 -q -L root -d "$rootfs" "$out.tmp/disk-station.raw" 6G
+  rm -rf "$rootfs"
+  mv "$work/rootfs-plain" "$rootfs"
+fi
 
 # The "virt" disk: the plain one plus the virtualization stack.
 echo "build-image: installing the virt set: ${virt[*]}" >&2
 enter
-in_root apt-get install -y -qq --no-install-recommends "${virt[@]}" >>"$work/apt.log" 2>&1 \
+in_root apt-get install -y -qq --no-install-recommends "${virt[@]}" "${virt_off[@]}" >>"$work/apt.log" 2>&1 \
   || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+disable_units firewalld.service
 leave
 mkfs.ext4 -q -L root -d "$rootfs" "$out.tmp/disk-virt.raw" 6G
 cp "$here/packages.txt" "$out.tmp/packages.txt"

@@ -30,8 +30,9 @@ resumed from one state neither share a clock from the past nor random
 numbers. Set SECVIRT_SNAPSHOTS=0 to boot every VM from its kernel.
 
 Platform keys: name, memory_mb, cpus, data_disk_gb, ssh_port, and image:
-"plain" (default, a minimal Debian) or "virt" (the same with the
-virtualization stack already installed; see build-image.sh).
+"plain" (default, a minimal Debian), "virt" (the same with the
+virtualization stack already installed) or "station" (plain plus a Kerberos
+KDC and tcpdump, for libvirt_remote's station); see build-image.sh.
 
 The facts a scenario needs about its lab network are in
 /etc/ansible/facts.d/secvirt_lab.fact on each VM (ansible_local.secvirt_lab).
@@ -49,12 +50,25 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DISKS = {"plain": "disk.raw", "virt": "disk-virt.raw"}
+DISKS = {"plain": "disk.raw", "virt": "disk-virt.raw", "station": "disk-station.raw"}
 CACHE = os.environ.get("SECVIRT_CACHE", os.path.expanduser("~/.cache/secvirt-kvm"))
 MARKER = "secvirt-harness"
 # With KVM, hide IA32_ARCH_CAPABILITIES: some hosts' KVM refuses to set that
 # MSR ("failed to set MSR 0x10a") and qemu aborts at vCPU start.
 KVM_CPU = "host,-arch-capabilities"          # appears in every qemu/hub command line we start
+# Under TCG: the plain x86-64 baseline CPU and no Spectre-class mitigations in
+# the guest kernel. Measured on one VM (virt image, 2 vCPUs, nothing else
+# running), `-cpu max` with the stock command line against this: Python
+# imports 2.25 -> 1.49 s, a Python loop 4.45 -> 3.05 s, 300 fork+exec
+# 12.7 -> 9.0 s, sha256 of 80 MB 4.6 -> 2.2 s (glibc and OpenSSL pick
+# SSE2 code paths instead of AVX2 ones, which TCG emulates slowly; the
+# kernel skips retpolines and barriers that only cost under emulation).
+# What the roles configure does not depend on either: no test guest asks
+# for a CPU model, and nothing checks CPU flags. See docs/testing.md.
+# benchmarks/tcg_cpu compares them; SECVIRT_TCG_CPU / SECVIRT_TCG_KERNEL_ARGS
+# override them (saved boots are keyed by both).
+TCG_CPU = os.environ.get("SECVIRT_TCG_CPU", "qemu64")
+TCG_KERNEL_ARGS = os.environ.get("SECVIRT_TCG_KERNEL_ARGS", "mitigations=off")
 LAB_NET = "10.254.0"
 DOMAIN = "secvirt.test"
 # A KVM host (2 vCPUs) booting while the other lane converges took more than
@@ -102,7 +116,7 @@ def free_port(wanted=0):
 
 # Bump when the qemu command line or the saved boot changes, so that states
 # saved by an older harness are never resumed by a newer one.
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 
 
 def qemu_version():
@@ -115,11 +129,13 @@ def snapshot_dir(image, plat, index, accel):
     """Where the saved boot for a VM of this shape lives (inside the image's cache dir).
 
     Everything that the saved RAM and device state depend on is in the key:
-    qemu's version, the accelerator, the disk image, memory, vCPUs, the data
+    qemu's version, the accelerator (and under TCG the CPU model and the guest
+    kernel's extra arguments), the disk image, memory, vCPUs, the data
     disk's size (the guest read it at boot) and the VM's position (its MAC
     addresses, which virtio-net saves with its state).
     """
-    key = "|".join(str(x) for x in (SNAPSHOT_FORMAT, qemu_version(), accel, plat.get("image", "plain"),
+    key = "|".join(str(x) for x in (SNAPSHOT_FORMAT, qemu_version(), accel, TCG_CPU, TCG_KERNEL_ARGS,
+                                     plat.get("image", "plain"),
                                      plat.get("memory_mb", 2048), plat.get("cpus", 2),
                                      plat.get("data_disk_gb", 4), index))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -319,7 +335,7 @@ def boot(args):
     shutil.copy(os.path.join(image, "id_ed25519"), identity)
     os.chmod(identity, 0o600)
     accel = "kvm" if kvm_usable(image) else "tcg,thread=multi"
-    cpu = KVM_CPU if accel == "kvm" else "max"
+    cpu = KVM_CPU if accel == "kvm" else TCG_CPU
     log(f"accelerator: {accel}")
 
     record = {"image": image, "hubs": [], "vms": []}
@@ -369,7 +385,7 @@ def boot(args):
             "-accel", accel, "-cpu", cpu,
             "-m", str(plat.get("memory_mb", 2048)), "-smp", str(plat.get("cpus", 2)),
             "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
-            "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0",
+            "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0" + ("" if accel == "kvm" else " " + TCG_KERNEL_ARGS),
             # Fixed PCI slots: the kernel names disks and NICs in slot order,
             # so the root disk is always vda, the data disk vdb, eth0..eth2.
             "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",

@@ -74,6 +74,10 @@ def test_saved_boot_key_separates_every_shape(monkeypatch):
                                            ({"cpus": 1}, 0, "tcg"), ({"image": "plain"}, 0, "tcg"),
                                            ({"data_disk_gb": 8}, 0, "tcg")]]
     assert len(set(others + [first])) == 7
+    for setting, value in (("TCG_CPU", "max"), ("TCG_KERNEL_ARGS", "")):
+        with monkeypatch.context() as patched:
+            patched.setattr(vm, setting, value)
+            assert vm.snapshot_dir("/img", base, 0, "tcg")[0] != first
     monkeypatch.setattr(vm, "qemu_version", lambda: "QEMU emulator version 9.2.0")
     assert vm.snapshot_dir("/img", base, 0, "tcg")[0] != first
 
