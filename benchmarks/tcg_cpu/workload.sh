@@ -1,5 +1,7 @@
 #!/bin/sh
 # Runs inside a test VM: each line prints '<ms> ms <command>'.
+# The single-quoted commands are expanded by the shell each one starts.
+# shellcheck disable=SC2016
 set -e
 t() { s=$(date +%s%N); "$@" >/dev/null 2>&1; echo "$(( ($(date +%s%N) - s) / 1000000 )) ms $*"; }
 t python3 -c 'import json,subprocess,email.parser,http.client,xml.dom.minidom,ssl,asyncio,decimal,unittest'
