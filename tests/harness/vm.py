@@ -292,6 +292,24 @@ def cmd_image(_args):
     print(build_image())
 
 
+def use_every_cpu():
+    """Let this process and every qemu and hub it starts run on every CPU.
+
+    Molecule's create step runs vm.py from an Ansible task, and mitogen's
+    strategy pins its workers and their children: on a 2-CPU machine every
+    subprocess gets CPU 1 only (ansible_mitogen/affinity.py, "small SMP":
+    CPU 0 is kept for its multiplexer). Inherited by qemu, that put every
+    VM of both lanes on one core, while the other stayed ~95% idle
+    (/proc/stat per CPU, and `taskset -p` on the qemu processes: mask 2).
+    """
+    try:
+        wanted = os.sched_getaffinity(1)
+    except OSError:
+        wanted = set(range(os.cpu_count() or 1))
+    if os.sched_getaffinity(0) != wanted:
+        os.sched_setaffinity(0, wanted)
+
+
 def cmd_up(args):
     need("qemu-system-x86_64", "qemu-img", "ssh")
     try:
@@ -566,9 +584,23 @@ def cmd_down(args):
             kill(vm.get("pid"), f"qemu {vm['name']}")
         for hub in record.get("hubs", []):
             kill(hub.get("pid"), f"hub {hub['segment']}")
+        keep_consoles(args.state, record)
     if os.path.isdir(args.state):
         shutil.rmtree(args.state)
     print("[]")
+
+
+def keep_consoles(state, record):
+    """Copy the VMs' serial consoles to .cache/logs/consoles/ before the state
+    directory goes: a VM that died or hung in a test says why there, and the
+    suite deletes the state of a failed scenario too (molecule's destroy)."""
+    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", os.path.basename(os.path.dirname(state.rstrip("/"))))
+    keep = os.path.join(HERE, "..", "..", ".cache", "logs", "consoles")
+    for vm in record.get("vms", []):
+        console = vm.get("console") or ""
+        if os.path.exists(console):
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(console, os.path.join(keep, f"{scenario}-{vm['name']}.log"))
 
 
 def harness_processes(run_id=None):
@@ -634,6 +666,7 @@ def main():
     p.add_argument("command", nargs="*")
     p.set_defaults(func=cmd_ssh)
     args = parser.parse_args()
+    use_every_cpu()
     args.func(args)
 
 
