@@ -62,7 +62,6 @@ trap cleanup EXIT
 mapfile -t base < <(awk '$1=="base"{print $2}' "$here/packages.txt")
 mapfile -t cached < <(awk '$1=="cache"{print $2}' "$here/packages.txt")
 mapfile -t virt < <(awk '$1=="virt"{print $2}' "$here/packages.txt")
-mapfile -t virt_off < <(awk '$1=="virt-off"{print $2}' "$here/packages.txt")
 mapfile -t station < <(awk '$1=="station"{print $2}' "$here/packages.txt")
 
 echo "build-image: debootstrap $suite from $mirror" >&2
@@ -194,9 +193,8 @@ fi
 # The "virt" disk: the plain one plus the virtualization stack.
 echo "build-image: installing the virt set: ${virt[*]}" >&2
 enter
-in_root apt-get install -y -qq --no-install-recommends "${virt[@]}" "${virt_off[@]}" >>"$work/apt.log" 2>&1 \
+in_root apt-get install -y -qq --no-install-recommends "${virt[@]}" >>"$work/apt.log" 2>&1 \
   || { tail -n 30 "$work/apt.log" >&2; exit 1; }
-disable_units firewalld.service
 leave
 mkfs.ext4 -q -L root -d "$rootfs" "$out.tmp/disk-virt.raw" 6G
 cp "$here/packages.txt" "$out.tmp/packages.txt"

@@ -63,20 +63,18 @@ run ansible-test-sanity tests/harness/sanity.sh
 run unit .venv/bin/pytest -q -p no:cacheprovider tests/unit
 run image .venv/bin/python tests/harness/vm.py image
 
-# Molecule scenarios run in SECVIRT_LANES parallel lanes (default 2). Under
-# TCG one scenario alone keeps the 2 cores only 57-62% busy (sampled from
-# /proc/stat every 5 s during `molecule test -s libvirt_modules`), so a second
-# lane uses the idle share. A third lane does not pay: top still showed the
-# cores 42-47% idle with three scenarios running, but libvirt_remote took
-# 77+ min beside two others against 60m35s beside one (d802f73 vs CI at
-# 88c3e2e). The scenarios wait in one queue, longest first by the minutes
-# below (they only set the order: measured with two or three lanes busy,
+# Molecule scenarios run in SECVIRT_LANES parallel lanes (default 2, one per
+# core: with the VMs on both cores, vm.py's use_every_cpu(), the two lanes keep
+# both CPUs ~93% busy). Earlier measurements that found the cores half idle
+# and a third lane slower were taken while mitogen had pinned every VM to one
+# core (docs/testing.md). The scenarios wait in one queue, longest first by
+# the minutes below (they only set the order: measured with two lanes busy,
 # 2026-12-02; unknown: 10), and a lane that finishes a scenario takes the
 # next one from the queue. A fixed split decided up front left one lane idle
 # for half an hour while the other still had two scenarios to run (CI at
 # 39da57d: libvirt_remote alone took 84 min).
-declare -A minutes=([libvirt_remote]=60 [pki]=31 [storage]=30 [audit]=25 [vlan_bridges]=20
-                    [libvirt_modules]=15 [default]=4)
+declare -A minutes=([libvirt_remote]=22 [pki]=12 [audit]=11 [storage]=11 [vlan_bridges]=10
+                    [libvirt_modules]=8 [default]=3)
 lanes=${SECVIRT_LANES:-2}
 logs=$PWD/.cache/logs
 mkdir -p "$logs"
