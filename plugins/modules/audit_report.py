@@ -50,13 +50,15 @@ options:
   input:
     description: Search this log file instead of the logs auditd writes (C(ausearch -if)).
     type: path
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Read-only; runs the same in check mode.
     support: full
+    details: Read-only; runs the same in check mode.
   diff_mode:
-    description: Nothing changes, so there is nothing to show.
     support: none
+    details: Nothing changes, so there is nothing to show.
 requirements:
   - C(ausearch) (package C(auditd) on Debian, C(audit) on RHEL); root to read the logs
 notes:

@@ -109,13 +109,15 @@ options:
     description: Keep a timestamped copy of the previous file next to it when it changes.
     type: bool
     default: false
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Reports whether the file would change without writing it; O(compare_loaded) still reads the kernel.
     support: full
+    details: Reports whether the file would change without writing it; O(compare_loaded) still reads the kernel.
   diff_mode:
-    description: Shows the rules file before and after.
     support: full
+    details: Shows the rules file before and after.
 requirements:
   - the C(auditctl) tool (package C(auditd) on Debian, C(audit) on RHEL) for O(compare_loaded)
 notes:

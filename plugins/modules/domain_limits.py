@@ -18,15 +18,14 @@ description:
   - Writes the persistent definition and, when the guest runs and O(live=true), the running guest.
   - Only the options given are managed; others keep their value.
 extends_documentation_fragment:
+  - secvirt.kvm.attributes
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
 options:
   domain:

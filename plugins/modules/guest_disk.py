@@ -47,13 +47,12 @@ options:
     choices: [present, query]
     default: present
 extends_documentation_fragment:
+  - secvirt.kvm.attributes
   - secvirt.kvm.libvirt
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
 seealso:
   - module: secvirt.kvm.luks_volume

@@ -86,12 +86,12 @@ options:
 requirements:
   - qemu-img (C(qemu-utils) on Debian) on the managed host
   - prlimit (util-linux) for the resource limits; without it qemu-img runs unlimited and a warning is returned
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
     details: The module never changes anything.
 notes:

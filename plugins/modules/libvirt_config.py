@@ -67,13 +67,15 @@ options:
       - Keep a timestamped copy of the previous file next to it when it changes.
     type: bool
     default: true
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Reports what would change without changing anything.
     support: full
+    details: Reports what would change without changing anything.
   diff_mode:
-    description: Shows the file (or user list) before and after.
     support: full
+    details: Shows the file (or user list) before and after.
 notes:
   - Only one setting per line is supported (libvirt also accepts C(;) separators;
     such a file is refused rather than guessed at).

@@ -19,16 +19,18 @@ description:
   - Idempotent. The defined network is compared with the wanted one ignoring the uuid, whitespace and attribute
     order; a redefinition keeps the uuid. An active network whose definition changed is restarted only if no
     guest interface is attached (or O(force=true)); otherwise the module warns and returns RV(restart_pending).
+  - It exists beside C(community.libvirt.virt_net) so that the collection needs no other collection and so
+    that one task does what the vlan_bridges role relies on - compare the whole definition, redefine it in
+    place keeping the uuid, and never restart a network that guests are attached to without O(force).
 extends_documentation_fragment:
+  - secvirt.kvm.attributes
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
 options:
   name:

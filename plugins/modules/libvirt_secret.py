@@ -31,6 +31,9 @@ description:
     new fingerprint (O(update_value=on_change)).
   - Because a private secret cannot be read back, the module cannot compare values. O(update_value)
     says when the value is (re)set; see its description.
+  - It exists beside C(community.libvirt.virt_secret) so that the collection needs no other collection and
+    so that the encrypted_storage role gets what it relies on - private and ephemeral secrets by default,
+    the O(update_value) policies with a keyed fingerprint, and never a private secret left without a value.
 author:
   - secvirt.kvm contributors (@secvirt)
 options:
@@ -98,13 +101,12 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - secvirt.kvm.attributes
   - secvirt.kvm.libvirt
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
     details: The diff shows the secret's XML, never its value.
 seealso:

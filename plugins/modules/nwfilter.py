@@ -29,15 +29,14 @@ description:
     loaded and C(net.bridge.bridge-nf-call-iptables) (C(bridge-nf-call-ip6tables)) set to 1. See
     O(bridge_netfilter).
 extends_documentation_fragment:
+  - secvirt.kvm.attributes
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
 options:
   name:

@@ -25,15 +25,14 @@ description:
     module resolves the filter and every filter it includes (C(<filterref>), read-only), reads these settings
     on the host and says when layer-3/4 rules would not be in force (O(bridge_netfilter)).
 extends_documentation_fragment:
+  - secvirt.kvm.attributes
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
 options:
   domain:

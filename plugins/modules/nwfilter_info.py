@@ -16,15 +16,14 @@ description:
     (C(virsh nwfilter-binding-list)).
   - Uses a read-only connection.
 extends_documentation_fragment:
+  - secvirt.kvm.attributes
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
 options:
   name:

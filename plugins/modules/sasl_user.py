@@ -100,13 +100,15 @@ options:
     description: Mode enforced on the database file (it holds password verifiers).
     type: str
     default: '0600'
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Reports what would change without changing anything.
     support: full
+    details: Reports what would change without changing anything.
   diff_mode:
-    description: Shows the file (or user list) before and after.
     support: full
+    details: Shows the file (or user list) before and after.
 requirements:
   - C(saslpasswd2) and C(sasldblistusers2) (Debian package C(sasl2-bin)) on the managed host
 author:

@@ -26,15 +26,14 @@ description:
   - Reports the labels the security drivers really gave the running qemu process
     (virDomainGetSecurityLabelList), so that a play can check them against the disk images.
 extends_documentation_fragment:
+  - secvirt.kvm.attributes
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
 options:
   domain:

@@ -34,12 +34,12 @@ description:
     addresses on existing bridges, no guests still attached to a bridge being removed).
 author:
   - secvirt.kvm contributors (@secvirt)
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
 options:
   backend:

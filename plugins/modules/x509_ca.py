@@ -61,12 +61,12 @@ options:
     description: Warn when the CA expires within this many days (renewing a CA is a planned operation, never automatic).
     type: int
     default: 180
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - cryptography >= 38.0 (Python library) on the host that runs the module

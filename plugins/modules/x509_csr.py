@@ -105,12 +105,12 @@ options:
         description: Replace the key even if it is fine (key rotation). Not idempotent.
         type: bool
         default: false
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - cryptography >= 38.0 (Python library; C(python3-cryptography) on Debian) on the managed host

@@ -103,12 +103,12 @@ options:
             description: File mode.
             type: str
             default: '0644'
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - cryptography >= 38.0 (Python library; C(python3-cryptography) on Debian) on the managed host

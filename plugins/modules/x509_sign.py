@@ -118,12 +118,12 @@ options:
     description: Re-issue every certificate of the batch (for example after a suspected CA compromise drill).
     type: bool
     default: false
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - cryptography >= 38.0 (Python library) on the host that runs the module

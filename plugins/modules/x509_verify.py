@@ -53,12 +53,12 @@ options:
     description: Fail when any certificate has a problem.
     type: bool
     default: true
+extends_documentation_fragment:
+  - secvirt.kvm.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: Read-only module, nothing to diff.
 requirements:

@@ -1,0 +1,20 @@
+# -*- coding: utf-8 -*-
+# Copyright: secvirt.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The descriptions of the attributes every module of the collection
+    # declares. A module gives its own "support" (and "details" where its
+    # behaviour needs a word); ansible-doc merges the two.
+    DOCUMENTATION = r'''
+options: {}
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+'''
