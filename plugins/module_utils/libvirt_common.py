@@ -103,6 +103,44 @@ def open_connection(uri, readonly=False, lv=None):
     return conn
 
 
+def run_libvirt_module(module, work, readonly=None, user_errors=()):
+    """The ending every libvirt module shares: open the connection (read-only
+    in check mode unless ``readonly`` says otherwise), call ``work(conn)`` for
+    the result dict, close the connection, and report.
+
+    LibvirtModuleError, the ``user_errors`` (e.g. XML validation) and any
+    libvirt error become fail_json with their message. The result's
+    ``warnings`` go through module.warn; its ``diff`` is returned only when
+    Ansible runs with --diff.
+    """
+    require_libvirt(module)
+    if readonly is None:
+        readonly = module.check_mode
+    conn = None
+    try:
+        conn = open_connection(module.params['uri'], readonly=readonly)
+        result = work(conn)
+    except LibvirtModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    except user_errors as exc:  # pylint: disable=catching-non-exception
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # libvirt.libvirtError and friends
+        module.fail_json(msg='libvirt error: %s' % error_message(exc))
+    finally:
+        close = getattr(conn, 'close', None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # closing never hides the module's own outcome
+                pass
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
+    diff = result.pop('diff', None)
+    if module._diff and diff is not None:
+        result['diff'] = diff
+    module.exit_json(**result)
+
+
 def lookup_domain(conn, name):
     try:
         return conn.lookupByName(name)

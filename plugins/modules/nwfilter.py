@@ -204,9 +204,7 @@ bridge_nf_call:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
-    LibvirtModuleError, error_message, open_connection, require_libvirt,
-)
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_nwfilter import run_nwfilter
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XMLValidationError
 
@@ -239,24 +237,8 @@ def main():
         mutually_exclusive=[('xml', 'chain'), ('xml', 'priority'), ('xml', 'rules'), ('xml', 'filterrefs')],
         supports_check_mode=True,
     )
-    require_libvirt(module)
-    params = module.params
-    readonly = module.check_mode
-    try:
-        conn = open_connection(params['uri'], readonly=readonly)
-        result = run_nwfilter(conn, params, check_mode=module.check_mode)
-    except LibvirtModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    except XMLValidationError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # libvirt.libvirtError and friends
-        module.fail_json(msg='libvirt error: %s' % error_message(exc))
-    for warning in result.pop('warnings', []):
-        module.warn(warning)
-    diff = result.pop('diff', None)
-    if module._diff and diff is not None:
-        result['diff'] = diff
-    module.exit_json(**result)
+    run_libvirt_module(module, lambda conn: run_nwfilter(conn, module.params, check_mode=module.check_mode),
+                       user_errors=(XMLValidationError,))
 
 
 if __name__ == '__main__':

@@ -90,9 +90,7 @@ bindings:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
-    LibvirtModuleError, error_message, open_connection, require_libvirt,
-)
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_nwfilter import list_nwfilters
 
 
@@ -104,15 +102,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    require_libvirt(module)
-    try:
-        conn = open_connection(module.params['uri'], readonly=True)
-        result = list_nwfilters(conn, module.params['name'])
-    except LibvirtModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    except Exception as exc:  # libvirt.libvirtError and friends
-        module.fail_json(msg='libvirt error: %s' % error_message(exc))
-    module.exit_json(**result)
+    run_libvirt_module(module, lambda conn: list_nwfilters(conn, module.params['name']), readonly=True)
 
 
 if __name__ == '__main__':

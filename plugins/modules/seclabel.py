@@ -165,9 +165,7 @@ conflicts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
-    LibvirtModuleError, error_message, open_connection, require_libvirt,
-)
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_seclabel import run_seclabel
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XMLValidationError
 
@@ -191,22 +189,8 @@ def main():
                      ('state', 'absent', ('model',))],
         supports_check_mode=True,
     )
-    require_libvirt(module)
-    try:
-        conn = open_connection(module.params['uri'], readonly=module.check_mode)
-        result = run_seclabel(conn, module.params, check_mode=module.check_mode, secure=not module.check_mode)
-    except LibvirtModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    except XMLValidationError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # libvirt.libvirtError and friends
-        module.fail_json(msg='libvirt error: %s' % error_message(exc))
-    for warning in result.pop('warnings', []):
-        module.warn(warning)
-    diff = result.pop('diff', None)
-    if module._diff and diff is not None:
-        result['diff'] = diff
-    module.exit_json(**result)
+    run_libvirt_module(module, lambda conn: run_seclabel(conn, module.params, check_mode=module.check_mode, secure=not module.check_mode),
+                       user_errors=(XMLValidationError,))
 
 
 if __name__ == '__main__':
