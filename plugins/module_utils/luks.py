@@ -262,7 +262,8 @@ class LuksVolume(object):
                  add_passphrases=None, remove_passphrases=None, force=False,
                  cipher=DEFAULT_CIPHER, key_size=DEFAULT_KEY_SIZE, pbkdf=DEFAULT_PBKDF,
                  pbkdf_memory=None, pbkdf_iterations=None, pbkdf_parallel=None, iter_time=None,
-                 sector_size=None, label=None, discards=False, upgrade_pbkdf=True, wipe=False):
+                 sector_size=None, label=None, discards=False, upgrade_pbkdf=True, wipe=False,
+                 planning_only=False):
         validate_name(name)
         self.r = runner
         self.name = name
@@ -282,6 +283,9 @@ class LuksVolume(object):
         self.discards = discards
         self.upgrade_pbkdf = upgrade_pbkdf
         self.wipe = wipe
+        # check mode: nothing will be applied, and the device may be one an
+        # earlier task of the same run creates (the role's lvcreate)
+        self.planning_only = planning_only
         self.actions = []
         self.warnings = []
         self.before = {}
@@ -370,6 +374,16 @@ class LuksVolume(object):
                     self.refuse_if_in_use('close')
                     self.actions.append('close')
                 self.before = {'state': 'opened' if status['active'] else 'absent', 'device_exists': False}
+                return self.actions
+            if self.planning_only and not status['active']:
+                # Predict what the real run does once the device exists: a
+                # new device is blank, so it is formatted (and opened).
+                self.warnings.append('%s does not exist yet: planned as a new, blank device (check mode; a real '
+                                     'run refuses a device that is still missing)' % self.device)
+                self.before = {'state': 'absent', 'device_exists': False}
+                self.actions.append('format')
+                if state == 'opened':
+                    self.actions.append('open')
                 return self.actions
             raise LuksError('device %s does not exist' % self.device)
         if not is_block:

@@ -30,6 +30,10 @@ description:
     re-encrypted. Keyslots still using PBKDF2 are converted to O(pbkdf) when O(upgrade_pbkdf=true).
   - Every run tests each given passphrase once, which costs one key derivation each (about
     O(iter_time) milliseconds, or what O(pbkdf_iterations) and O(pbkdf_memory) make it cost).
+  - It exists beside C(community.crypto.luks_device) so that the collection needs no other collection and
+    so that one call gives the guest-storage role what it relies on - the C(blkid -p) signature refusal, the
+    refusal to close a mapping a running libvirt guest uses (it asks libvirt), PBKDF2 keyslots converted to
+    argon2id, and a passphrase rotation from O(previous_passphrase), all with secrets on standard input only.
 author:
   - secvirt.kvm contributors (@secvirt)
 options:
@@ -156,6 +160,7 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - secvirt.kvm.attributes
   - secvirt.kvm.libvirt
 requirements:
   - cryptsetup 2.4 or later (C(cryptsetup-bin) on Debian), blkid and wipefs (util-linux), dmsetup
@@ -163,10 +168,8 @@ requirements:
     relies on the device-mapper open count, which a running guest also raises
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
 notes:
   - A passphrase is tested with every run; with the defaults each test costs about two seconds and up to 1 GiB of RAM.
@@ -385,7 +388,8 @@ def main():
             key_size=p['key_size'], pbkdf=p['pbkdf'], pbkdf_memory=p['pbkdf_memory'],
             pbkdf_iterations=p['pbkdf_iterations'], pbkdf_parallel=p['pbkdf_parallel'],
             iter_time=p['iter_time'], sector_size=p['sector_size'], label=p['label'],
-            discards=p['discards'], upgrade_pbkdf=p['upgrade_pbkdf'], wipe=p['wipe'])
+            discards=p['discards'], upgrade_pbkdf=p['upgrade_pbkdf'], wipe=p['wipe'],
+            planning_only=module.check_mode)
         volume.plan(p['state'])
         if volume.actions and not module.check_mode:
             volume.apply()

@@ -261,11 +261,19 @@ def test_image_check_rejects(host, images, name, fmt, reason):
 
 # --- header backups --------------------------------------------------------
 
+HEADERS = os.path.join(EPHEMERAL, "luks-headers")
+
+
 @pytest.mark.parametrize("name", ["kvm01", "vault01"])
 def test_luks_header_backup_fetched_to_the_controller_only(host, name):
-    path = os.path.join(EPHEMERAL, "luks-headers", host.inventory_name, "%s.luksheader" % name)
+    path = os.path.join(HEADERS, host.inventory_name, "%s.luksheader" % name)
     st = os.stat(path)
     assert stat.S_IMODE(st.st_mode) == 0o600
+    # only the controller's user may even list the backups
+    for directory in (HEADERS, os.path.dirname(path)):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
+    # the fetched copy was renamed into place: no partial file is left
+    assert sorted(os.listdir(os.path.dirname(path))) == ["kvm01.luksheader", "vault01.luksheader"]
     assert st.st_size >= 16 * MIB
     with open(path, "rb") as fh:
         assert fh.read(6) == b"LUKS\xba\xbe"
@@ -274,26 +282,58 @@ def test_luks_header_backup_fetched_to_the_controller_only(host, name):
 
 # --- key rotation through the role, with Ansible's output captured --------
 
-def playbook(tmp, volume_vars):
+def playbook(tmp, volume_vars, **extra):
     path = os.path.join(tmp, "rotate.yml")
     with open(path, "w") as fh:
         fh.write(json.dumps([{
-            "name": "Rotate vault01's passphrase with the role",
+            "name": "Run the role on one volume",
             "hosts": "kvm_hosts",
             "vars": dict(encrypted_storage_vg="vg_guests", encrypted_storage_pbkdf_memory=65536,
                          encrypted_storage_pbkdf_iterations=4, encrypted_storage_pbkdf_parallel=1,
-                         encrypted_storage_volumes=[volume_vars]),
+                         encrypted_storage_volumes=[volume_vars], **extra),
             "roles": [{"role": "secvirt.kvm.encrypted_storage"}],
         }]))
     return path
 
 
-def run_playbook(path):
-    proc = subprocess.run(["ansible-playbook", "-vvv", "-i", os.environ["MOLECULE_INVENTORY_FILE"], path],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+def run_playbook(path, check=False):
+    argv = ["ansible-playbook", "-vvv", "-i", os.environ["MOLECULE_INVENTORY_FILE"], path]
+    if check:
+        argv += ["--check", "--diff"]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                           env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"), check=False)
     assert proc.returncode == 0, proc.stdout[-4000:]
     return proc.stdout
+
+
+def changed_tasks(output):
+    """Names of the tasks that reported a change, read from the default
+    callback's output ("TASK [role : name]" headers, "changed: [host]" lines)."""
+    names = set()
+    for block in re.split(r"^TASK \[", output, flags=re.M)[1:]:
+        header = block.split("]", 1)[0]
+        # "changed: [kvmhost]", or "changed: [kvmhost -> localhost]" when delegated
+        if re.search(r"^changed: \[kvmhost[] ]", block, re.M):
+            names.add(header.split(" : ", 1)[-1])
+    return names
+
+
+def header_sha256_on_the_host(host, lv):
+    """A fresh luksHeaderBackup of the volume, hashed on the VM (byte copy of
+    the header area: equal hashes mean the same keyslots)."""
+    out = host.check_output("f=$(mktemp -u /run/hdr.XXXXXX) && cryptsetup luksHeaderBackup --batch-mode "
+                            "--header-backup-file $f %s && sha256sum $f && rm -f $f" % lv)
+    return out.split()[0]
+
+
+def sha256_of(path):
+    import hashlib  # pylint: disable=import-outside-toplevel
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+LUKS_TASK = "Format, open or close the encrypted volumes and align their keyslots"
+BACKUP_TASK = "Write the LUKS header backups"
 
 
 ANSIBLE_OUTPUT = []
@@ -304,22 +344,60 @@ def test_passphrase_rotation_and_recovery_keyslot_with_the_role(host, secrets):
     new = secrets["secvirt_test_passphrase_rotated"]
     recovery = new + "-recovery"
     base = dict(name="vault01", size="32M", state="closed")
+    backup = os.path.join(HEADERS, host.inventory_name, "vault01.luksheader")
+    converged = sha256_of(backup)
+    assert converged == header_sha256_on_the_host(host, VAULT01_LV)  # positive control
     with tempfile.TemporaryDirectory() as tmp:
         out = run_playbook(playbook(tmp, dict(base, passphrase=new, previous_passphrase=old,
-                                              add_passphrases=[recovery])))
+                                              add_passphrases=[recovery]),
+                                    encrypted_storage_header_backup_dir=HEADERS))
         ANSIBLE_OUTPUT.append(out)
-        assert re.search(r"kvmhost\s*: ok=\d+\s+changed=1\b", out)
+        # the keyslots changed, so the controller's header backup was taken again
+        assert changed_tasks(out) == {LUKS_TASK, BACKUP_TASK}
+        assert sha256_of(backup) == header_sha256_on_the_host(host, VAULT01_LV) != converged
         assert unlocks(host, VAULT01_LV, new)
         assert unlocks(host, VAULT01_LV, recovery)
         assert not unlocks(host, VAULT01_LV, old)
         # back to the converge passphrase, dropping the recovery keyslot
         out = run_playbook(playbook(tmp, dict(base, passphrase=old, previous_passphrase=new,
-                                              remove_passphrases=[recovery])))
+                                              remove_passphrases=[recovery]),
+                                    encrypted_storage_header_backup_dir=HEADERS))
         ANSIBLE_OUTPUT.append(out)
+        assert changed_tasks(out) == {LUKS_TASK, BACKUP_TASK}
+    # the backup on the controller no longer holds the rotated-away keyslots
+    assert sha256_of(backup) == header_sha256_on_the_host(host, VAULT01_LV)
+    assert stat.S_IMODE(os.stat(backup).st_mode) == 0o600
     assert unlocks(host, VAULT01_LV, old)
     assert not unlocks(host, VAULT01_LV, new)
     assert not unlocks(host, VAULT01_LV, recovery)
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in "".join(ANSIBLE_OUTPUT) or "censored" in "".join(ANSIBLE_OUTPUT)
+
+
+def test_check_mode_predicts_the_changes_of_the_real_run(host, secrets):
+    """--check --diff on a volume that does not exist yet reports a change on
+    exactly the tasks the real run then changes (lvcreate, luksFormat, the
+    header backup), and changes nothing; the same for its destruction."""
+    probe = dict(name="probe", size="32M", state="closed", passphrase=secrets["secvirt_test_passphrase_scratch"])
+    lv = "/dev/vg_guests/probe_luks"
+    with tempfile.TemporaryDirectory() as tmp:
+        headers = os.path.join(tmp, "headers")
+        steps = [
+            (probe, {"Create the logical volumes that will hold the LUKS headers", LUKS_TASK, BACKUP_TASK,
+                     "Keep the header backup directories on the controller private to its user"}),
+            (dict(probe, state="absent", wipe=True), {LUKS_TASK, "Remove the logical volumes of destroyed volumes"}),
+        ]
+        for volume, expected in steps:
+            path = playbook(tmp, volume, encrypted_storage_header_backup_dir=headers)
+            before = host.run("lvs --noheadings -o lv_name vg_guests").stdout.split()
+            predicted = run_playbook(path, check=True)
+            ANSIBLE_OUTPUT.append(predicted)
+            assert host.run("lvs --noheadings -o lv_name vg_guests").stdout.split() == before
+            assert changed_tasks(predicted) == expected, predicted[-6000:]
+            done = run_playbook(path)
+            ANSIBLE_OUTPUT.append(done)
+            assert changed_tasks(done) == expected, done[-6000:]
+    assert "probe_luks" not in host.check_output("lvs --noheadings -o lv_name vg_guests")
+    assert host.run("test -e %s" % lv).rc == 1
 
 
 def all_passphrases(secrets):
@@ -328,7 +406,7 @@ def all_passphrases(secrets):
 
 
 def test_passphrases_absent_from_ansible_output(secrets):
-    assert len(ANSIBLE_OUTPUT) == 2, "the rotation test must run first"
+    assert len(ANSIBLE_OUTPUT) == 6, "the rotation and check-mode tests must run first"
     text = "".join(ANSIBLE_OUTPUT)
     for value in all_passphrases(secrets):
         assert value not in text

@@ -383,6 +383,29 @@ def test_luks_volume_module_check_mode_on_a_blank_block_device(tmp_path, monkeyp
     assert 'luksFormat' not in calls and 'Secret-PP-0001' not in calls
 
 
+def test_luks_volume_module_check_mode_predicts_a_volume_on_a_device_not_created_yet(tmp_path, monkeypatch, capsys):
+    """In a --check run the role's lvcreate has not run, so the logical volume
+    is missing: check mode must still predict the format (and open) that the
+    real run does, not be skipped; a real run still refuses a missing device."""
+    log = fake_tools(tmp_path, monkeypatch)
+    warned = []
+    monkeypatch.setattr(luks_volume.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    missing = str(tmp_path / 'vg' / 'g1_luks')
+    res = run(luks_volume, dict(name='g1', device=missing, passphrase='Secret-PP-0001',
+                                _ansible_check_mode=True, _ansible_diff=True), capsys)
+    assert not res.get('failed'), res
+    assert res['changed'] and res['actions'] == ['format', 'open']
+    assert res['diff'] == {'before': {'state': 'absent', 'device_exists': False},
+                           'after': {'state': 'opened', 'luks_version': 2}}
+    assert any('%s does not exist yet' % missing in w for w in warned), warned
+    assert 'luksFormat' not in log.read_text() and 'Secret-PP-0001' not in log.read_text()
+    closed = run(luks_volume, dict(name='g1', device=missing, passphrase='Secret-PP-0001', state='closed',
+                                   _ansible_check_mode=True), capsys)
+    assert closed['changed'] and closed['actions'] == ['format']
+    real = run(luks_volume, dict(name='g1', device=missing, passphrase='Secret-PP-0001'), capsys)
+    assert real['failed'] and 'device %s does not exist' % missing in real['msg']
+
+
 def test_luks_volume_module_refuses_short_passphrases_before_any_command(tmp_path, monkeypatch, capsys):
     log = fake_tools(tmp_path, monkeypatch)
     res = run(luks_volume, dict(name='g1', device='/dev/null', passphrase='abc'), capsys)
