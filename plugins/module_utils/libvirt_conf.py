@@ -374,5 +374,6 @@ DAEMON_KEY_TYPES = {
     'min_workers': 'int', 'max_workers': 'int', 'prio_workers': 'int', 'max_client_requests': 'int',
     'keepalive_interval': 'int', 'keepalive_count': 'int', 'log_level': 'int',
     'log_filters': 'str', 'log_outputs': 'str', 'admin_max_clients': 'int',
+    'audit_level': 'int', 'audit_logging': 'int',
 }
 AUTH_CHOICES = ('none', 'sasl', 'polkit')
