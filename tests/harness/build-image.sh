@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build (once) the Debian 12 base image the molecule scenarios boot.
+# Build (once) the Debian 12 (or, with SECVIRT_SUITE=trixie, Debian 13) base
+# image the molecule scenarios boot.
 #
 # Two disks share one kernel, initrd and SSH key:
 # - disk.raw ("plain"): a minimal Debian install. The .debs the roles need
@@ -15,13 +16,19 @@
 #   (libvirt_remote's station: a Kerberos KDC and tcpdump, services off).
 #
 # Output: $SECVIRT_CACHE/images/<recipe-hash>/{disk.raw,disk-virt.raw,disk-station.raw,vmlinuz,initrd.img,id_ed25519}
-# The hash covers this script and packages.txt, so any change to the recipe
+# The hash covers this script, packages.txt and the suite, so any change to the recipe
 # builds a new image and old ones are left for `make clean-cache`.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${SECVIRT_CACHE:-$HOME/.cache/secvirt-kvm}
-suite=bookworm
+# SECVIRT_SUITE: bookworm (Debian 12, the default) or trixie (Debian 13).
+suite=${SECVIRT_SUITE:-bookworm}
+case $suite in
+  bookworm) release=12 ;;
+  trixie) release=13 ;;
+  *) echo "build-image: unknown suite '$suite' (bookworm or trixie)" >&2; exit 2 ;;
+esac
 mirror=${SECVIRT_MIRROR:-}
 if [ -z "$mirror" ]; then
   mirror=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
@@ -30,7 +37,7 @@ if [ -z "$mirror" ]; then
 fi
 security_mirror=${mirror%/debian}/debian-security
 
-recipe_hash=$(cat "$0" "$here/packages.txt" | sha256sum | cut -c1-16)
+recipe_hash=$( (cat "$0" "$here/packages.txt"; echo "suite=$suite") | sha256sum | cut -c1-16)
 out="$cache/images/$recipe_hash"
 if [ -f "$out/.complete" ]; then
   echo "$out"
@@ -134,8 +141,8 @@ WantedBy=multi-user.target
 UNIT
 ln -sf /etc/systemd/system/ssh-hostkeys.service "$rootfs/etc/systemd/system/multi-user.target.wants/ssh-hostkeys.service"
 
-echo debian12 >"$rootfs/etc/hostname"
-printf '127.0.0.1 localhost\n127.0.1.1 debian12\n' >"$rootfs/etc/hosts"
+echo "debian$release" >"$rootfs/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 debian%s\n' "$release" >"$rootfs/etc/hosts"
 printf '/dev/vda / ext4 errors=remount-ro 0 1\n' >"$rootfs/etc/fstab"
 cat >"$rootfs/etc/network/interfaces" <<NET
 source /etc/network/interfaces.d/*

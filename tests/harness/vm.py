@@ -29,7 +29,9 @@ from the controller and is forced to reseed (RNDRESEEDCRNG), so two VMs
 resumed from one state neither share a clock from the past nor random
 numbers. Set SECVIRT_SNAPSHOTS=0 to boot every VM from its kernel.
 
-Platform keys: name, memory_mb, cpus, data_disk_gb, ssh_port, and image:
+Platform keys: name, memory_mb, cpus, data_disk_gb, ssh_port, suite
+("bookworm", Debian 12, the default; or "trixie", Debian 13: one suite for
+all the platforms of a scenario), and image:
 "plain" (default, a minimal Debian), "virt" (the same with the
 virtualization stack already installed) or "station" (plain plus a Kerberos
 KDC and tcpdump, for libvirt_remote's station); see build-image.sh.
@@ -92,10 +94,14 @@ def need(*tools):
         die(f"required tool(s) not installed: {', '.join(missing)} (run `make setup` as root)")
 
 
-def build_image():
+SUITES = ("bookworm", "trixie")
+
+
+def build_image(suite="bookworm"):
     need("debootstrap", "mkfs.ext4", "qemu-img", "ssh-keygen")
     started = time.monotonic()
-    proc = subprocess.run([os.path.join(HERE, "build-image.sh")], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run([os.path.join(HERE, "build-image.sh")], stdout=subprocess.PIPE, text=True,
+                          env=dict(os.environ, SECVIRT_SUITE=suite))
     if proc.returncode != 0:
         die("building the base image failed (see the messages above)")
     path = proc.stdout.strip().splitlines()[-1]
@@ -288,8 +294,8 @@ EOF
 """
 
 
-def cmd_image(_args):
-    print(build_image())
+def cmd_image(args):
+    print(build_image(args.suite))
 
 
 def use_every_cpu():
@@ -343,7 +349,10 @@ def boot(args):
     for plat in platforms:
         if plat.get("image", "plain") not in DISKS:
             die(f"{plat['name']}: unknown image {plat['image']!r} (choose from {', '.join(sorted(DISKS))})")
-    image = build_image()
+    suites = {plat.get("suite", "bookworm") for plat in platforms}
+    if len(suites) != 1 or not suites <= set(SUITES):
+        die(f"platforms must share one suite of {', '.join(SUITES)}: {sorted(suites)}")
+    image = build_image(suites.pop())
     os.makedirs(args.state, exist_ok=True)
     if os.path.exists(os.path.join(args.state, "vms.json")):
         log("stale VMs found in the state directory: destroying them first")
@@ -659,6 +668,7 @@ def main():
     p = sub.add_parser("reap")
     p.set_defaults(func=cmd_reap)
     p = sub.add_parser("image")
+    p.add_argument("--suite", default="bookworm", choices=SUITES)
     p.set_defaults(func=cmd_image)
     p = sub.add_parser("ssh")
     p.add_argument("--state", required=True)

@@ -117,3 +117,23 @@ def test_reap_only_touches_its_own_run(monkeypatch):
     monkeypatch.setattr("builtins.open", fake_open)
     assert [proc[0] for proc in vm.harness_processes("suite-1")] == [101, 103]
     assert [proc[0] for proc in vm.harness_processes()] == [101, 102, 103]
+
+
+def test_a_scenario_boots_one_debian_suite_and_passes_it_to_the_image_build(capsys, monkeypatch, tmp_path):
+    built = []
+    monkeypatch.setattr(vm, "build_image", lambda suite="bookworm": built.append(suite) or vm.die("stop here"))
+    args = type("Args", (), {"state": str(tmp_path)})
+    args.platforms = json.dumps([{"name": "a", "suite": "trixie"}, {"name": "b"}])
+    with pytest.raises(SystemExit):
+        vm.boot(args)
+    assert "platforms must share one suite of bookworm, trixie: ['bookworm', 'trixie']" in capsys.readouterr().err
+    assert built == []
+    args.platforms = json.dumps([{"name": "a", "suite": "sid"}])
+    with pytest.raises(SystemExit):
+        vm.boot(args)
+    assert "['sid']" in capsys.readouterr().err and built == []
+    # positive control: one known suite reaches the image build
+    args.platforms = json.dumps([{"name": "a", "suite": "trixie"}, {"name": "b", "suite": "trixie"}])
+    with pytest.raises(SystemExit):
+        vm.boot(args)
+    assert built == ["trixie"]
