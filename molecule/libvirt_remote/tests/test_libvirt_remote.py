@@ -3,15 +3,13 @@ import os
 import re
 import shlex
 import sys
+import time
 
 import pytest
 import testinfra.utils.ansible_runner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-sys.path.insert(0, os.path.join(PROJECT, ".cache", "collections"))
-from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_conf  # noqa: E402
-
 sys.path.insert(0, os.path.join(HERE, "..", "..", "_harness"))
 import ansible_cli  # noqa: E402
 
@@ -38,6 +36,167 @@ def auth_file(path, username, password, owner="root"):
     return f"LIBVIRT_AUTH_FILE={path}"
 
 
+# libvirt's config syntax (libvirtd.conf, libvirt.conf), read here by the
+# tests' own parser, not by the collection's module_utils/libvirt_conf that
+# wrote the files: `key = value` statements, one a line (or separated by ;);
+# values are strings ("..", '..' or """.."""), integers, or lists of those in
+# [ ], which may span lines; # starts a comment.
+_CONF_TOKEN = re.compile(r'''
+    (?P<newline>[\n;])
+  | (?P<blank>[ \t\r]+|\#[^\n]*)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
+  | (?P<int>[+-]?[0-9]+)
+  | """(?P<str3>.*?)"""
+  | "(?P<str2>[^"\n]*)"
+  | '(?P<str1>[^'\n]*)'
+  | (?P<punct>[=\[\],])
+''', re.X | re.S)
+
+
+def _conf_tokens(text):
+    """(kind, value, after_newline) for each token of text."""
+    pos, after_newline = 0, True
+    while pos < len(text):
+        match = _CONF_TOKEN.match(text, pos)
+        if not match:
+            raise ValueError(f"libvirt config: cannot read line {text.count(chr(10), 0, pos) + 1}: {text[pos:pos + 40]!r}")
+        pos = match.end()
+        kind = match.lastgroup
+        if kind == "newline":
+            after_newline = True
+            continue
+        if kind == "blank":
+            continue
+        value = match.group(kind)
+        if kind.startswith("str"):
+            kind = "str"
+        yield kind, value, after_newline
+        after_newline = False
+    yield "end", None, True
+
+
+def conf_values(text):
+    """{key: value} of a libvirt config file; a key set twice is an error here."""
+    tokens = list(_conf_tokens(text))
+    values = {}
+    i = 0
+
+    def scalar(token):
+        kind, value = token[:2]
+        if kind == "str":
+            return value
+        if kind == "int":
+            return int(value)
+        raise ValueError(f"libvirt config: expected a string or an integer, found {token!r}")
+
+    while tokens[i][0] != "end":
+        key = tokens[i]
+        if key[0] != "name" or not key[2] or tokens[i + 1][:2] != ("punct", "="):
+            raise ValueError(f"libvirt config: expected 'key =' at the start of a line, found {key!r}")
+        i += 2
+        if tokens[i][:2] == ("punct", "["):
+            i += 1
+            value = []
+            while tokens[i][:2] != ("punct", "]"):
+                value.append(scalar(tokens[i]))
+                i += 1
+                if tokens[i][:2] == ("punct", ","):
+                    i += 1
+                elif tokens[i][:2] != ("punct", "]"):
+                    raise ValueError(f"libvirt config: expected ',' or ']' in the list of {key[1]}, found {tokens[i]!r}")
+        else:
+            value = scalar(tokens[i])
+        i += 1
+        if not tokens[i][2]:
+            raise ValueError(f"libvirt config: more after the value of {key[1]} on its line: {tokens[i]!r}")
+        if key[1] in values:
+            raise ValueError(f"libvirt config: {key[1]} is set twice")
+        values[key[1]] = value
+    return values
+
+
+def test_the_tests_config_parser():
+    """The parser the tests below read libvirt's files with (no VM needed)."""
+    text = ('# a comment\n#commented_out = 1\nlisten_tls = 1\nauth_tls = "sasl"  # trailing comment\n'
+            "cert_file = '/etc/pki/a b.pem'\nneg = -3\n"
+            'tls_allowed_dn_list = [ "C=DE,O=x,CN=*",\n    # inside a list\n    "C=DE,O=y,CN=#1", ]\n'
+            'empty = []\nmixed = [1, "two"]\ntext = """line one\nline two"""\n')
+    assert conf_values(text) == {
+        "listen_tls": 1, "auth_tls": "sasl", "cert_file": "/etc/pki/a b.pem", "neg": -3,
+        "tls_allowed_dn_list": ["C=DE,O=x,CN=*", "C=DE,O=y,CN=#1"], "empty": [], "mixed": [1, "two"],
+        "text": "line one\nline two"}
+    assert conf_values("a = 1; b = 'x'\n") == {"a": 1, "b": "x"}
+    for bad in ("a = 1 b = 2\n", "a = 1\na = 2\n", "a = [ \"x\" \"y\" ]\n", "a = \"open\n", "a = yes\n", "= 1\n"):
+        with pytest.raises(ValueError):
+            conf_values(bad)
+
+
+# What libvirtd logs when it refuses a client certificate: one reason each.
+NOT_OUR_CA = "Certificate failed validation: The certificate hasn't got a known issuer."
+DN_NOT_ALLOWED = "Client's Distinguished Name is not on the list of allowed clients (tls_allowed_dn_list)."
+NO_CERT = "Unable to verify TLS peer: No certificate was found."
+CERT_REASONS = (NOT_OUR_CA, DN_NOT_ALLOWED, NO_CERT)
+# virsh, when libvirtd hangs up after the TLS handshake instead of sending
+# the byte that confirms the client passed its certificate checks
+NOT_CONFIRMED = "Unable to read TLS confirmation"
+
+
+def journal_cursor():
+    """The KVM host's journal position now: what libvirtd logs after it belongs to the next attempt."""
+    return KVM.check_output("journalctl -n 0 --show-cursor --no-pager").rsplit("-- cursor: ", 1)[1].strip()
+
+
+def libvirtd_log(cursor, expect=None, wait=30):
+    """libvirtd's journal messages after cursor, waiting up to `wait` s for `expect` to be logged.
+
+    Not `journalctl -u libvirtd.service --after-cursor`: with a match,
+    journalctl drops the first matching entry after the cursor (seen here:
+    the SASL reason line went missing).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        out = KVM.check_output(f"journalctl --no-pager -o short --after-cursor={shlex.quote(cursor)}")
+        log = "\n".join(line.split("]: ", 1)[1] for line in out.splitlines() if " libvirtd[" in line and "]: " in line)
+        if expect is None or expect in log or time.monotonic() > deadline:
+            return log
+        time.sleep(2)
+
+
+def assert_libvirtd_refused_certificate(cursor, reason):
+    """libvirtd logged after cursor that it refused a client certificate for reason, and for no other."""
+    log = libvirtd_log(cursor, "Certificate check failed " + reason)
+    assert "Certificate check failed " + reason in log, log[-2000:]
+    assert "authentication failed: Failed to verify peer's certificate" in log, log[-2000:]
+    for other in CERT_REASONS:
+        assert other == reason or other not in log, log[-2000:]
+
+
+# Hands a client certificate to libvirtd with Python's ssl (OpenSSL), as any
+# TLS client can. virsh checks its own certificate against the CA it trusts
+# before it connects, and refuses one of another CA itself (with that check
+# off, GnuTLS did not send it: libvirtd saw "No certificate was found"), so
+# virsh alone never shows libvirtd refusing such a certificate. Prints
+# libvirtd's first byte after the handshake: 01 is its confirmation that the
+# certificate passed its checks, EOF that it hung up.
+TLS_PROBE = """
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile="/etc/pki/CA/cacert.pem")
+ctx.load_cert_chain(sys.argv[1] + "/clientcert.pem", sys.argv[1] + "/clientkey.pem")
+with socket.create_connection(("kvmhost.secvirt.test", 16514), timeout=90) as raw:
+    with ctx.wrap_socket(raw, server_hostname="kvmhost.secvirt.test") as tls:
+        try:
+            print(tls.recv(1).hex() or "EOF")
+        except (ssl.SSLError, OSError) as err:
+            print("error:", err)
+"""
+
+
+def tls_probe(pkidir):
+    res = STATION.run(f"python3 -c {shlex.quote(TLS_PROBE)} {pkidir}")
+    assert res.rc == 0, res.stderr
+    return res.stdout.strip()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def good_pkipath():
     # a pkipath dir holding the issued cert: the control for the refusal tests
@@ -54,15 +213,32 @@ def test_issued_client_cert_and_sasl_login_can_manage_the_host():
 
 
 def test_client_cert_from_another_ca_is_refused():
+    control = virsh(URI + "?pkipath=/root/testpki/good")
+    assert control.rc == 0 and "Name" in control.stdout, control.stderr
     res = virsh(URI + "?pkipath=/root/testpki/otherca")
     assert res.rc != 0 and "Name" not in res.stdout
+    # virsh itself will not use a certificate its CA did not issue ...
+    assert ("Our own certificate /root/testpki/otherca/clientcert.pem failed validation against "
+            "/root/testpki/otherca/cacert.pem: The certificate hasn't got a known issuer.") in res.stderr, res.stderr
+    # ... so hand it to libvirtd directly: libvirtd must refuse it on its own
+    assert tls_probe("/root/testpki/good") == "01"
+    cursor = journal_cursor()
+    assert tls_probe("/root/testpki/otherca") == "EOF"
+    assert_libvirtd_refused_certificate(cursor, NOT_OUR_CA)
 
 
 def test_client_dn_not_in_allow_list_is_refused():
+    # issued by the host's CA: its subject alone keeps it out
+    cert = STATION.check_output("openssl verify -CAfile /etc/pki/CA/cacert.pem /root/testpki/baddn/clientcert.pem && "
+                                "openssl x509 -noout -subject -nameopt RFC2253 -in /root/testpki/baddn/clientcert.pem")
+    assert "clientcert.pem: OK" in cert and "OU=intruders" in cert, cert
+    control = virsh(URI + "?pkipath=/root/testpki/good")
+    assert control.rc == 0 and "Name" in control.stdout, control.stderr
+    cursor = journal_cursor()
     res = virsh(URI + "?pkipath=/root/testpki/baddn")
     assert res.rc != 0 and "Name" not in res.stdout
-    journal = KVM.run("journalctl -u libvirtd.service --no-pager -n 200").stdout
-    assert "allowed clients" in journal or "not on the list" in journal
+    assert NOT_CONFIRMED in res.stderr, res.stderr
+    assert_libvirtd_refused_certificate(cursor, DN_NOT_ALLOWED)
 
 
 def test_qemu_certificate_cannot_log_in_as_a_libvirt_client():
@@ -73,38 +249,66 @@ def test_qemu_certificate_cannot_log_in_as_a_libvirt_client():
     STATION.run("umask 077; mkdir -p /root/testpki/qemu && cp /etc/pki/CA/cacert.pem /root/testpki/qemu/ && "
                 f"echo {key} | base64 -d > /root/testpki/qemu/clientkey.pem && "
                 f"echo {cert} | base64 -d > /root/testpki/qemu/clientcert.pem")
-    since = KVM.check_output("date +%s")
+    # a valid certificate of the host's CA, for client use too: only its DN keeps it out
+    qemu = STATION.check_output("openssl verify -purpose sslclient -CAfile /etc/pki/CA/cacert.pem "
+                                "/root/testpki/qemu/clientcert.pem && "
+                                "openssl x509 -noout -subject -nameopt RFC2253 -in /root/testpki/qemu/clientcert.pem")
+    assert "clientcert.pem: OK" in qemu and "OU=qemu" in qemu, qemu
     control = virsh(URI + "?pkipath=/root/testpki/good")
     assert control.rc == 0 and "Name" in control.stdout, control.stderr
+    cursor = journal_cursor()
     res = virsh(URI + "?pkipath=/root/testpki/qemu")
     assert res.rc != 0 and "Name" not in res.stdout
-    journal = KVM.run(f"journalctl -u libvirtd.service --no-pager --since @{since}").stdout
-    assert "not on the list" in journal, journal[-2000:]
+    assert NOT_CONFIRMED in res.stderr, res.stderr
+    assert_libvirtd_refused_certificate(cursor, DN_NOT_ALLOWED)
     STATION.run("rm -rf /root/testpki/qemu")
 
 
 def test_no_client_cert_is_refused():
     assert STATION.run("test ! -e /root/testpki/nocert/clientcert.pem").rc == 0
+    control = virsh(URI + "?pkipath=/root/testpki/good")
+    assert control.rc == 0 and "Name" in control.stdout, control.stderr
+    cursor = journal_cursor()
     res = virsh(URI + "?pkipath=/root/testpki/nocert")
     assert res.rc != 0 and "Name" not in res.stdout
+    assert NOT_CONFIRMED in res.stderr, res.stderr
+    assert_libvirtd_refused_certificate(cursor, NO_CERT)
 
 
 def test_name_not_in_server_certificate_is_refused():
     assert STATION.run("getent hosts kvmalias.secvirt.test").stdout.startswith("10.254.0.10")
+    control = virsh("qemu+tls://kvmhost.secvirt.test/system")
+    assert control.rc == 0 and "Name" in control.stdout, control.stderr
+    cursor = journal_cursor()
     res = virsh("qemu+tls://kvmalias.secvirt.test/system")
-    assert res.rc != 0
-    assert "does not match" in res.stderr
+    assert res.rc != 0 and "Name" not in res.stdout
+    # refused by virsh, which checks the name it dialled against the server's certificate
+    assert "Certificate check failed Certificate [session] owner does not match the hostname " \
+        "kvmalias.secvirt.test" in res.stderr, res.stderr
+    assert "authentication failed: Failed to verify peer's certificate" in res.stderr, res.stderr
+    # and not by libvirtd: the station's certificate passed libvirtd's checks
+    log = libvirtd_log(cursor)
+    assert "Certificate check failed" not in log, log[-2000:]
 
 
 def test_sasl_wrong_password_and_unknown_user_are_refused():
     ok = virsh(URI, env=auth_file("/root/t-ok.conf", "admin", PASSWORD))
-    assert ok.rc == 0, ok.stderr
-    wrong = virsh(URI, env=auth_file("/root/t-wrong.conf", "admin", "not-the-password"))
-    assert wrong.rc != 0 and "Name" not in wrong.stdout
-    unknown = virsh(URI, env=auth_file("/root/t-unknown.conf", "mallory", PASSWORD))
-    assert unknown.rc != 0 and "Name" not in unknown.stdout
-    stale = virsh(URI, env=auth_file("/root/t-stale.conf", "stale", "stale-pass"))
-    assert stale.rc != 0  # removed by exclusive mode
+    assert ok.rc == 0 and "Name" in ok.stdout, ok.stderr
+    # the certificate passes; SASL (SCRAM) refuses the login, saying why in libvirtd's journal
+    wrong_password = "SASL(-13): authentication failure: StoredKey mismatch"
+    no_such_user = "SASL(-13): user not found"
+    for username, password, reason, not_reason in (
+            ("admin", "not-the-password", wrong_password, no_such_user),
+            ("mallory", PASSWORD, no_such_user, wrong_password),
+            ("stale", "stale-pass", no_such_user, wrong_password)):  # stale: removed by exclusive mode
+        cursor = journal_cursor()
+        res = virsh(URI, env=auth_file(f"/root/t-{username}.conf", username, password))
+        assert res.rc != 0 and "Name" not in res.stdout, username
+        assert "error: authentication failed: authentication failed" in res.stderr, (username, res.stderr)
+        log = libvirtd_log(cursor, reason)
+        assert "authentication failed: Failed to start SASL negotiation: " in log, (username, log[-2000:])
+        assert reason in log and not_reason not in log, (username, log[-2000:])
+        assert "Certificate check failed" not in log, (username, log[-2000:])
     STATION.run("rm -f /root/t-*.conf")
 
 
@@ -177,7 +381,7 @@ def test_client_role_refuses_links_in_a_users_home_and_users_without_an_identity
 
 
 def test_station_files():
-    conf = libvirt_conf.values(STATION.file("/etc/libvirt/libvirt.conf").content_string)
+    conf = conf_values(STATION.file("/etc/libvirt/libvirt.conf").content_string)
     assert conf["uri_aliases"] == ["kvmhost=qemu+tls://kvmhost.secvirt.test/system"]
     auth = STATION.file("/root/.config/libvirt/auth.conf")
     assert auth.mode == 0o600 and auth.user == "root"
@@ -187,7 +391,7 @@ def test_station_files():
 
 
 def test_daemon_configuration_is_what_was_asked():
-    conf = libvirt_conf.values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
+    conf = conf_values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
     assert conf["tls_no_verify_certificate"] == 0
     assert conf["tls_allowed_dn_list"] == ["C=DE,O=secvirt,OU=operators,CN=*"]
     assert conf["auth_tls"] == "sasl" and conf["auth_tcp"] == "sasl"
@@ -380,7 +584,7 @@ def test_kerberos_on_plain_tcp_lets_in_only_the_allowed_principals():
     assert rc == 0, output[-3000:]
     keytab = KVM.file("/etc/libvirt/krb5.tab")
     assert keytab.mode == 0o600 and keytab.user == "root" and keytab.group == "root"
-    conf = libvirt_conf.values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
+    conf = conf_values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
     assert conf["sasl_allowed_username_list"] == ["admin"]
     assert conf["listen_tcp"] == 1 and conf["auth_tcp"] == "sasl"
     sasl = KVM.file("/etc/sasl2/libvirt.conf").content_string
@@ -437,7 +641,7 @@ def test_with_firewalld_running_the_role_uses_firewalld_rich_rules():
         assert "ssh" in KVM.check_output(f"{zone} --list-services").split()
     # back on the defaults (SCRAM inside TLS, TCP off): the Kerberos test's
     # allow list is gone from libvirtd.conf, not left in force
-    conf = libvirt_conf.values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
+    conf = conf_values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
     assert "sasl_allowed_username_list" not in conf and conf["listen_tcp"] == 0
     assert "mech_list: scram-sha-256" in KVM.file("/etc/sasl2/libvirt.conf").content_string
     assert not KVM.service("libvirtd-tcp.socket").is_running
