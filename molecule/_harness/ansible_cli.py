@@ -31,7 +31,7 @@ def _tool(name="ansible"):
     return sibling if os.path.exists(sibling) else name
 
 
-def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900):
+def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900, inventory=None):
     """Run ``secvirt.kvm.<role>`` on ``hosts`` with ansible-playbook, as an
     operator's re-run would (facts gathered, the role alone).
 
@@ -43,7 +43,7 @@ def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900
     scenario = os.environ.get("MOLECULE_SCENARIO_DIRECTORY") or None
     with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=scenario, delete=False) as handle:
         handle.write(playbook)
-    cmd = [_tool("ansible-playbook"), "-i", INVENTORY, handle.name]
+    cmd = [_tool("ansible-playbook"), "-i", inventory or INVENTORY, handle.name]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
     try:
@@ -56,7 +56,8 @@ def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900
 _HEAD = re.compile(r"^(\S+) \| ([A-Z]+!?) => ", re.M)
 
 
-def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=900, extra_vars=None):
+def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=900, extra_vars=None,
+                   inventory=None):
     """Run one module on the hosts matching ``pattern``; return {host: result}.
 
     ``args`` is a dict (sent as JSON) or a ``k=v`` string. Each result's
@@ -64,7 +65,7 @@ def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=
     """
     if isinstance(args, dict):
         args = json.dumps(args)
-    cmd = [_tool(), pattern, "-i", INVENTORY, "-m", module]
+    cmd = [_tool(), pattern, "-i", inventory or INVENTORY, "-m", module]
     if args:
         cmd += ["-a", args]
     if check:
@@ -89,14 +90,15 @@ def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=
     return results
 
 
-def run_module(host, module, args=None, check=False, diff=False, timeout=900, extra_vars=None):
+def run_module(host, module, args=None, check=False, diff=False, timeout=900, extra_vars=None, inventory=None):
     """Run one module on one host and return its result dict."""
-    results = run_module_all(host, module, args, check=check, diff=diff, timeout=timeout, extra_vars=extra_vars)
+    results = run_module_all(host, module, args, check=check, diff=diff, timeout=timeout, extra_vars=extra_vars,
+                             inventory=inventory)
     assert len(results) == 1, "%s matched %s" % (host, sorted(results))
     return next(iter(results.values()))
 
 
-def reboot(pattern, timeout=900, attempts=3):
+def reboot(pattern, timeout=900, attempts=3, inventory=None):
     """Reboot the matching hosts with ansible.builtin.reboot; fail the test if any does not return.
 
     A host whose reboot *command* failed never went down, so asking again
@@ -108,7 +110,8 @@ def reboot(pattern, timeout=900, attempts=3):
     pending = pattern
     for attempt in range(attempts):
         batch = run_module_all(pending, "ansible.builtin.reboot",
-                               "reboot_timeout=%d post_reboot_delay=5" % timeout, timeout=timeout + 120)
+                               "reboot_timeout=%d post_reboot_delay=5" % timeout, timeout=timeout + 120,
+                               inventory=inventory)
         results.update(batch)
         retry = [host for host, result in batch.items()
                  if result["failed"] and "Reboot command failed" in str(result.get("msg", ""))]

@@ -4,6 +4,8 @@
     vm.py up    --state DIR --platforms JSON   boot VMs, print molecule instance config
     vm.py down  --state DIR                    stop them and delete every overlay
     vm.py reap                                 kill any harness qemu/hub left on this machine
+    vm.py clone --state DIR [--names a,b] [--label L]
+                                               copy-on-write clones of running VMs
     vm.py ssh   --state DIR NAME [CMD...]      shell into a VM (debugging)
     vm.py image                                build or reuse the cached base image
 
@@ -262,6 +264,16 @@ def tail(path, lines=40):
         return "(no console output)"
 
 
+def clock_and_rng_script(now, seed_hex):
+    """Shell lines that set the guest's clock to `now` and reseed its RNG."""
+    return f"""set -e
+date -u -s @{now:.3f} >/dev/null
+# Fresh bytes from the controller into the kernel's pool, then force the
+# CRNG to reseed from it (RNDRESEEDCRNG = _IO('R', 7)).
+python3 -c 'import fcntl, os; fd = os.open("/dev/urandom", os.O_WRONLY); os.write(fd, bytes.fromhex("{seed_hex}")); fcntl.ioctl(fd, 0x5207)'
+"""
+
+
 def lab_script(name, index, hosts, now, seed_hex):
     host_lines = "\n".join(f"{LAB_NET}.{10 + i} {h}.{DOMAIN} {h}" for i, h in enumerate(hosts))
     fact = json.dumps({"ip": f"{LAB_NET}.{10 + index}", "fqdn": f"{name}.{DOMAIN}",
@@ -269,18 +281,17 @@ def lab_script(name, index, hosts, now, seed_hex):
                        "lab_interface": "eth2", "trunk_interface": "eth1",
                        "management_interface": "eth0", "data_disk": "/dev/vdb",
                        "peers": {h: f"{LAB_NET}.{10 + i}" for i, h in enumerate(hosts)}})
-    return f"""set -e
-date -u -s @{now:.3f} >/dev/null
-# Fresh bytes from the controller into the kernel's pool, then force the
-# CRNG to reseed from it (RNDRESEEDCRNG = _IO('R', 7)).
-python3 -c 'import fcntl, os; fd = os.open("/dev/urandom", os.O_WRONLY); os.write(fd, bytes.fromhex("{seed_hex}")); fcntl.ioctl(fd, 0x5207)'
-hostnamectl set-hostname {name} 2>/dev/null || echo {name} >/etc/hostname
+    return clock_and_rng_script(now, seed_hex) + f"""hostnamectl set-hostname {name} 2>/dev/null || echo {name} >/etc/hostname
 hostname {name}
 cat >/etc/hosts <<'EOF'
 127.0.0.1 localhost
 {host_lines}
 EOF
-mkdir -p /etc/network/interfaces.d /etc/ansible/facts.d
+mkdir -p /etc/network/interfaces.d /etc/ansible/facts.d /var/lib/apt/periodic
+# The package lists are the image's (its .debs are in the apt cache): the
+# roles' apt tasks (cache_valid_time: 86400) would otherwise refresh them
+# from the network once the image is a day old, under TCG, in every task.
+touch /var/lib/apt/periodic/update-success-stamp
 cat >/etc/network/interfaces.d/secvirt-lab <<'EOF'
 # Test harness lab network (eth2); eth1 is left to the roles as a trunk.
 auto eth2
@@ -339,6 +350,36 @@ def quiet_down(args):
             sys.stdout = saved
 
 
+def qemu_argv(plat, index, image, accel, cpu, overlay, data, port, segments, console, pidfile, qmp_sock):
+    """qemu's command line for the VM of `plat` at position `index` (a boot,
+    a resumed saved boot or a clone: the devices must be the same for all)."""
+    mac = f"{index + 1:02x}"
+    return [
+        "qemu-system-x86_64", "-name", f"{MARKER}-{plat['name']}",
+        "-accel", accel, "-cpu", cpu,
+        "-m", str(plat.get("memory_mb", 2048)), "-smp", str(plat.get("cpus", 2)),
+        "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
+        "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0" + ("" if accel == "kvm" else " " + TCG_KERNEL_ARGS),
+        # Fixed PCI slots: the kernel names disks and NICs in slot order,
+        # so the root disk is always vda, the data disk vdb, eth0..eth2.
+        "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+        "-device", "virtio-blk-pci,drive=root,serial=secvirt-root,addr=0x4",
+        "-drive", f"file={data},if=none,id=data,format=qcow2,cache=unsafe",
+        "-device", "virtio-blk-pci,drive=data,serial=secvirt-data,addr=0x5",
+        "-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device", f"virtio-net-pci,netdev=mgmt,mac=52:54:00:00:00:{mac},addr=0x6",
+        "-netdev", f"stream,id=trunk,server=off,addr.type=unix,addr.path={segments['trunk']}",
+        "-device", f"virtio-net-pci,netdev=trunk,mac=52:54:00:01:00:{mac},addr=0x7",
+        "-netdev", f"stream,id=lab,server=off,addr.type=unix,addr.path={segments['lab']}",
+        "-device", f"virtio-net-pci,netdev=lab,mac=52:54:00:02:00:{mac},addr=0x8",
+        "-object", "rng-random,filename=/dev/urandom,id=rng0",
+        "-device", "virtio-rng-pci,rng=rng0,addr=0x9",
+        "-nodefaults", "-display", "none", "-serial", f"file:{console}",
+        "-daemonize", "-pidfile", pidfile,
+        "-qmp", f"unix:{qmp_sock},server=on,wait=off",
+    ]
+
+
 def boot(args):
     platforms = json.loads(args.platforms)
     if not platforms:
@@ -365,7 +406,7 @@ def boot(args):
     cpu = KVM_CPU if accel == "kvm" else TCG_CPU
     log(f"accelerator: {accel}")
 
-    record = {"image": image, "hubs": [], "vms": []}
+    record = {"image": image, "accel": accel, "cpu": cpu, "names": names, "hubs": [], "vms": []}
     for segment in ("trunk", "lab"):
         pid, sock = start_hub(args.state, segment)
         record["hubs"].append({"segment": segment, "pid": pid, "socket": sock})
@@ -406,32 +447,8 @@ def boot(args):
         pidfile = os.path.join(args.state, f"{name}.pid")
         if os.path.exists(pidfile):
             os.unlink(pidfile)
-        mac = f"{i + 1:02x}"
-        qemu = [
-            "qemu-system-x86_64", "-name", f"{MARKER}-{name}",
-            "-accel", accel, "-cpu", cpu,
-            "-m", str(plat.get("memory_mb", 2048)), "-smp", str(plat.get("cpus", 2)),
-            "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
-            "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0" + ("" if accel == "kvm" else " " + TCG_KERNEL_ARGS),
-            # Fixed PCI slots: the kernel names disks and NICs in slot order,
-            # so the root disk is always vda, the data disk vdb, eth0..eth2.
-            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
-            "-device", "virtio-blk-pci,drive=root,serial=secvirt-root,addr=0x4",
-            "-drive", f"file={data},if=none,id=data,format=qcow2,cache=unsafe",
-            "-device", "virtio-blk-pci,drive=data,serial=secvirt-data,addr=0x5",
-            "-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{port}-:22",
-            "-device", f"virtio-net-pci,netdev=mgmt,mac=52:54:00:00:00:{mac},addr=0x6",
-            "-netdev", f"stream,id=trunk,server=off,addr.type=unix,addr.path={segments['trunk']}",
-            "-device", f"virtio-net-pci,netdev=trunk,mac=52:54:00:01:00:{mac},addr=0x7",
-            "-netdev", f"stream,id=lab,server=off,addr.type=unix,addr.path={segments['lab']}",
-            "-device", f"virtio-net-pci,netdev=lab,mac=52:54:00:02:00:{mac},addr=0x8",
-            "-object", "rng-random,filename=/dev/urandom,id=rng0",
-            "-device", "virtio-rng-pci,rng=rng0,addr=0x9",
-            "-nodefaults", "-display", "none", "-serial", f"file:{console}",
-            "-daemonize", "-pidfile", pidfile,
-        ]
-        if build:
-            qemu += ["-qmp", f"unix:{os.path.join(build, 'qmp.sock')},server=on,wait=off"]
+        qmp_sock = os.path.join(build, "qmp.sock") if build else os.path.join(args.state, f"{name}-qmp.sock")
+        qemu = qemu_argv(plat, i, image, accel, cpu, overlay, data, port, segments, console, pidfile, qmp_sock)
         if snap:
             # The state file is read by qemu itself: exec: runs no shell
             # words from us but the fixed path of the cache.
@@ -443,7 +460,7 @@ def boot(args):
             die(f"{name}: qemu failed to start: {proc.stdout.strip()}")
         return {"name": name, "pid": read_pid(pidfile), "port": port, "overlay": overlay, "data": data,
                 "console": console, "index": i, "ip": f"{LAB_NET}.{10 + i}", "started": time.monotonic(),
-                "resumed": bool(snap)}
+                "resumed": bool(snap), "plat": plat, "qmp": qmp_sock}
 
     def wait_ssh(vm):
         deadline = vm["started"] + BOOT_TIMEOUT
@@ -585,6 +602,10 @@ def kill(pid, what):
 
 
 def cmd_down(args):
+    clones = os.path.join(args.state, "clones")
+    if os.path.isdir(clones):
+        for label in os.listdir(clones):
+            quiet_down(argparse.Namespace(state=os.path.join(clones, label)))
     path = os.path.join(args.state, "vms.json")
     if os.path.exists(path):
         with open(path) as fh:
@@ -597,6 +618,132 @@ def cmd_down(args):
     if os.path.isdir(args.state):
         shutil.rmtree(args.state)
     print("[]")
+
+
+def load_record(state):
+    path = os.path.join(state, "vms.json")
+    if not os.path.exists(path):
+        die(f"no VMs in {state}")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def cmd_clone(args):
+    """Copy-on-write clones of running VMs, as they are at this instant.
+
+    For each VM: pause it, freeze its disks (QMP blockdev-snapshot-sync: the
+    files it wrote so far become read-only backing files and it goes on
+    writing to new overlays), save its RAM and device state to a file (a
+    migration of the paused VM), let it run again. Each clone resumes that
+    state on its own qcow2 overlays of the frozen files (backing format
+    given explicitly) and on hubs of its own, so the clones of a scenario's
+    VMs reach each other under their usual names and addresses and never
+    the originals. A clone's clock is the controller's and its RNG reseeded,
+    as for a resumed saved boot. What a test does on a clone stays there:
+    `vm.py down --state <clone dir>` throws it away; `down` of the source
+    also downs its clones. Costs seconds, against minutes for a boot and a
+    converge under TCG.
+    """
+    need("qemu-system-x86_64", "qemu-img", "ssh")
+    src = load_record(args.state)
+    wanted = args.names.split(",") if args.names else [vm["name"] for vm in src["vms"]]
+    vms = [vm for vm in src["vms"] if vm["name"] in wanted]
+    if len(vms) != len(wanted):
+        die(f"no VM named {sorted(set(wanted) - {vm['name'] for vm in vms})} in {args.state}")
+    into = os.path.join(args.state, "clones", args.label)
+    if os.path.exists(os.path.join(into, "vms.json")):
+        quiet_down(argparse.Namespace(state=into))
+    os.makedirs(into)
+    identity = os.path.join(into, "id_ed25519")
+    shutil.copy(os.path.join(args.state, "id_ed25519"), identity)
+    os.chmod(identity, 0o600)
+    record = {"image": src["image"], "accel": src["accel"], "cpu": src["cpu"], "names": src["names"],
+              "clone_of": args.state, "hubs": [], "vms": []}
+    for segment in ("trunk", "lab"):
+        pid, sock = start_hub(into, segment)
+        record["hubs"].append({"segment": segment, "pid": pid, "socket": sock})
+    segments = {h["segment"]: h["socket"] for h in record["hubs"]}
+
+    def save(rec, state):
+        with open(os.path.join(state, "vms.json"), "w") as fh:
+            json.dump(rec, fh, indent=2)
+    save(record, into)
+
+    started = time.monotonic()
+    for vm in vms:
+        name = vm["name"]
+        state_file = os.path.join(into, f"{name}.state")
+        generation = vm.get("generation", 0) + 1
+        frozen = {"root": vm["overlay"], "data": vm["data"]}
+        active = {drive: f"{path}.{generation}" for drive, path in
+                  (("root", os.path.join(args.state, f"{name}.qcow2")),
+                   ("data", os.path.join(args.state, f"{name}-data.qcow2")))}
+        t0 = time.monotonic()
+        qmp(vm["qmp"], {"execute": "stop"})
+        try:
+            for drive in ("root", "data"):
+                qmp(vm["qmp"], {"execute": "blockdev-snapshot-sync",
+                                "arguments": {"device": drive, "snapshot-file": active[drive], "format": "qcow2",
+                                              "mode": "absolute-paths"}})
+            vm["overlay"], vm["data"], vm["generation"] = active["root"], active["data"], generation
+            save(src, args.state)
+            qmp(vm["qmp"], {"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 8 << 30}},
+                {"execute": "migrate", "arguments": {"uri": f"exec:cat > {state_file}"}})
+            while True:
+                status = qmp(vm["qmp"], {"execute": "query-migrate"})["return"].get("status")
+                if status == "completed":
+                    break
+                if status in ("failed", "cancelled", None):
+                    die(f"{name}: saving its state for the clone failed (migration {status})")
+                time.sleep(0.2)
+        finally:
+            qmp(vm["qmp"], {"execute": "cont"})
+        log(f"{name}: paused {time.monotonic() - t0:.1f}s to freeze its disks and save its state")
+        clone = {"name": name, "index": vm["index"], "ip": vm["ip"], "plat": vm["plat"],
+                 "overlay": os.path.join(into, f"{name}.qcow2"), "data": os.path.join(into, f"{name}-data.qcow2"),
+                 "console": os.path.join(into, f"{name}-console.log"), "qmp": os.path.join(into, f"{name}-qmp.sock"),
+                 "port": free_port()}
+        for drive, path in (("root", clone["overlay"]), ("data", clone["data"])):
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", frozen[drive], path],
+                           check=True)
+        pidfile = os.path.join(into, f"{name}.pid")
+        qemu = qemu_argv(vm["plat"], vm["index"], src["image"], src["accel"], src["cpu"], clone["overlay"],
+                         clone["data"], clone["port"], segments, clone["console"], pidfile, clone["qmp"])
+        qemu += ["-incoming", f"exec:cat {state_file}"]
+        proc = subprocess.run(qemu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            die(f"{name}: the clone's qemu failed to start: {proc.stdout.strip()}")
+        clone["pid"] = read_pid(pidfile)
+        record["vms"].append(clone)
+        save(record, into)
+        # The state was saved from a paused VM, so the clone waits paused
+        # once it has read it.
+        while qmp(clone["qmp"], {"execute": "query-status"})["return"]["status"] == "inmigrate":
+            time.sleep(0.2)
+        qmp(clone["qmp"], {"execute": "cont"})
+        os.unlink(state_file)
+        log(f"{name}: clone running {time.monotonic() - t0:.1f}s after the pause")
+    for clone in record["vms"]:
+        # One patient connection rather than many short ones: on loaded
+        # cores a TCG guest's SSH handshake alone took 16-23 s (2026-12-03).
+        ssh = ssh_base(identity, clone["port"])
+        ssh[ssh.index("ConnectTimeout=5")] = "ConnectTimeout=120"
+        # The clone's clock stood still since the pause, and its RNG holds
+        # the original's state: the controller's clock and fresh random
+        # bytes (not the rest of the lab script: /etc/hosts and the lab
+        # address are in the copied state, as the tests left them).
+        script = clock_and_rng_script(time.time(), os.urandom(64).hex())
+        for attempt in range(4):
+            done = subprocess.run(ssh + ["sh", "-s"], input=script, text=True, stdout=subprocess.DEVNULL)
+            if done.returncode == 0:
+                break
+            if attempt == 3 or not alive(clone["pid"]):
+                die(f"{clone['name']}: the clone does not answer SSH; console:\n{tail(clone['console'])}")
+            time.sleep(2)
+        log(f"{clone['name']}: clone answers SSH {time.monotonic() - started:.1f}s after cloning began")
+    log(f"cloned {', '.join(wanted)} in {time.monotonic() - started:.1f}s into {into}")
+    print(json.dumps([{"instance": vm["name"], "address": "127.0.0.1", "user": "root", "port": vm["port"],
+                       "identity_file": identity} for vm in record["vms"]]))
 
 
 def keep_consoles(state, record):
@@ -665,6 +812,11 @@ def main():
     p = sub.add_parser("down")
     p.add_argument("--state", required=True)
     p.set_defaults(func=cmd_down)
+    p = sub.add_parser("clone")
+    p.add_argument("--state", required=True)
+    p.add_argument("--names", default="", help="comma-separated VM names (default: every VM of the state)")
+    p.add_argument("--label", default="clone", help="the clone's directory: <state>/clones/<label>")
+    p.set_defaults(func=cmd_clone)
     p = sub.add_parser("reap")
     p.set_defaults(func=cmd_reap)
     p = sub.add_parser("image")

@@ -1,7 +1,10 @@
 """secvirt.kvm.audit on a real Debian 12 KVM host: what an operator checks by hand.
 
-The tests run in file order; the last one locks the rules with -e 2 and
-reboots the VM, so it must stay last.
+No test depends on another's order or leftovers: the ones that change the
+host for good (the rules locked with -e 2 and a reboot; site.yml with another
+audit_level) run on a copy-on-write clone of the converged VM
+(molecule/_harness/clones.py) and throw it away; the others leave the host
+as converge left it.
 """
 import json
 import os
@@ -15,6 +18,7 @@ import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
 import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
+import clones  # noqa: E402  pylint: disable=wrong-import-position
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = os.environ.get("MOLECULE_SCENARIO_DIRECTORY", os.path.dirname(os.path.dirname(__file__)))
@@ -96,12 +100,12 @@ def rule_target(rule):
     return m.group(1) if m else None
 
 
-def listed():
-    return HOST.check_output("auditctl -l").splitlines()
+def listed(host=HOST):
+    return host.check_output("auditctl -l").splitlines()
 
 
-def status():
-    return dict(line.split(" ", 1) for line in HOST.check_output("auditctl -s").splitlines() if " " in line)
+def status(host=HOST):
+    return dict(line.split(" ", 1) for line in host.check_output("auditctl -s").splitlines() if " " in line)
 
 
 def host_now():
@@ -124,9 +128,9 @@ def ansible_module(module, args, timeout=900):
     return ansible_cli.run_module("kvmhost", module, args, timeout=timeout)
 
 
-def converge(*extra, expect_failure=False):
+def converge(*extra, expect_failure=False, inventory=INVENTORY):
     """Re-run the role (not the test prerequisites) with extra variables."""
-    cmd = ["ansible-playbook", "-i", INVENTORY, os.path.join(SCENARIO, "converge.yml"),
+    cmd = ["ansible-playbook", "-i", inventory, os.path.join(SCENARIO, "converge.yml"),
            "--skip-tags", "audit_test_prereqs"] + list(extra)
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
@@ -261,9 +265,9 @@ SITE_YML = os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.joi
 PROBE_SECRET = "/var/lib/libvirt/images/audit-order-probe.img"   # usage id of the volume secret
 
 
-def probe_secret_uuids():
+def probe_secret_uuids(host=HOST):
     """UUIDs of the libvirt secrets whose usage is the probe volume."""
-    out = HOST.check_output("virsh -c qemu:///system secret-list")
+    out = host.check_output("virsh -c qemu:///system secret-list")
     return [m.group(1) for m in re.finditer(r"^\s*([0-9a-f-]{36})\s+volume\s+(\S+)\s*$", out, re.M)
             if m.group(2) == PROBE_SECRET]
 
@@ -278,7 +282,8 @@ def test_site_yml_keeps_ephemeral_secrets_across_the_audit_restart(tmp_path):
     tagged always, run, hence the unused pki values) and a new audit_level, so
     audit's edit changes the file and restarts the daemon. The secret must
     still be there right after the play (before libvirtd's 120 s idle exit,
-    which drops ephemeral secrets too).
+    which drops ephemeral secrets too). On a clone: the scenario's host keeps
+    its audit_level and nothing has to converge it back.
     """
     extra = {
         "audit_backlog_limit": 16384,          # the scenario's: no rule churn
@@ -297,11 +302,13 @@ def test_site_yml_keeps_ephemeral_secrets_across_the_audit_restart(tmp_path):
     }
     extra_file = tmp_path / "site-extra-vars.json"
     extra_file.write_text(json.dumps(extra))
-    cmd = ["ansible-playbook", "-i", INVENTORY, SITE_YML, "--tags", "audit,encrypted_storage", "-e", "@%s" % extra_file]
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
-    try:
+    with clones.cloned("site-yml") as clone:
+        host = clone.host("kvmhost")
+        cmd = ["ansible-playbook", "-i", clone.inventory, SITE_YML, "--tags", "audit,encrypted_storage",
+               "-e", "@%s" % extra_file]
+        env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, check=False)
-        secrets = HOST.check_output("virsh -c qemu:///system secret-list")   # first: before any idle exit
+        secrets = host.check_output("virsh -c qemu:///system secret-list")   # first: before any idle exit
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         # only the two tagged roles did anything; of the others only the argument checks ran
         tasks = re.findall(r"^TASK \[([^\]]+)\]", proc.stdout, re.M)
@@ -310,25 +317,21 @@ def test_site_yml_keeps_ephemeral_secrets_across_the_audit_restart(tmp_path):
         assert not others, others
         assert any(t.startswith("secvirt.kvm.audit : ") for t in tasks), tasks
         assert "secvirt.kvm.encrypted_storage : Define the private libvirt secrets and set their values" in tasks, tasks
-        uuids = probe_secret_uuids()
+        uuids = probe_secret_uuids(host)
         assert len(uuids) == 1, "the ephemeral secret for %s is gone after site.yml:\n%s" % (PROBE_SECRET, secrets)
-        xml = HOST.check_output("virsh -c qemu:///system secret-dumpxml %s" % uuids[0])
+        xml = host.check_output("virsh -c qemu:///system secret-dumpxml %s" % uuids[0])
         assert re.search(r"<secret ephemeral='yes' private='yes'>", xml), xml
         assert "<volume>%s</volume>" % PROBE_SECRET in xml, xml
-        conf = HOST.file("/etc/libvirt/libvirtd.conf").content_string
+        conf = host.file("/etc/libvirt/libvirtd.conf").content_string
         assert re.findall(r"^[ \t]*audit_level[ \t]*=.*$", conf, re.M) == ["audit_level = 2"]
         assert re.search(r"^#audit_level = 2$", conf, re.M)
         # the daemon that holds the secret started after the edit: it runs with audit_level = 2
-        started = int(HOST.check_output("systemctl show -P ExecMainStartTimestamp --timestamp=unix libvirtd.service")
+        started = int(host.check_output("systemctl show -P ExecMainStartTimestamp --timestamp=unix libvirtd.service")
                       .lstrip("@"))
-        assert started >= int(HOST.check_output("stat -c %Y /etc/libvirt/libvirtd.conf"))
-        assert HOST.service("libvirtd").is_running
-    finally:
-        for uuid in probe_secret_uuids():
-            HOST.check_output("virsh -c qemu:///system secret-undefine %s" % uuid)
-        changed, _out = converge()   # the scenario's audit_level = 1 again
+        assert started >= int(host.check_output("stat -c %Y /etc/libvirt/libvirtd.conf"))
+        assert host.service("libvirtd").is_running
+    # the scenario's host is untouched: its own audit_level, no probe secret
     assert probe_secret_uuids() == []
-    assert changed > 0
     assert re.findall(r"^[ \t]*audit_level[ \t]*=.*$", HOST.file("/etc/libvirt/libvirtd.conf").content_string,
                       re.M) == ["audit_level = 1"]
 
@@ -357,12 +360,15 @@ def test_settings_the_daemon_refuses_are_rolled_back():
 
 
 def test_switched_off_group_disappears_from_the_kernel():
-    changed, _out = converge("-e", '{"audit_rule_groups": {"qemu_crossdomain": false, "tls_cert": false}}')
-    assert changed > 0
-    text = "\n".join(listed())
-    assert "virt_qemu_crossdomain" not in text and "virt_tls_cert" not in text
-    assert "virt_tls_privkey" in text and "virt_libvirt_cfg" in text
-    assert "virt_qemu_crossdomain" not in HOST.file(RULES_FILE).content_string
+    with clones.cloned("groups-off") as clone:
+        host = clone.host("kvmhost")
+        changed, _out = converge("-e", '{"audit_rule_groups": {"qemu_crossdomain": false, "tls_cert": false}}',
+                                 inventory=clone.inventory)
+        assert changed > 0
+        text = "\n".join(listed(host))
+        assert "virt_qemu_crossdomain" not in text and "virt_tls_cert" not in text
+        assert "virt_tls_privkey" in text and "virt_libvirt_cfg" in text
+        assert "virt_qemu_crossdomain" not in host.file(RULES_FILE).content_string
 
 
 def test_bad_input_is_refused_before_anything_changes():
@@ -384,60 +390,69 @@ def test_grub_gets_the_audit_arguments_and_a_reboot_is_flagged():
 
     The harness boots its VMs with qemu -kernel, so there is no GRUB on the
     disk: this test installs Debian's GRUB tools and proves the grub.cfg
-    update-grub generates, not a boot through it.
+    update-grub generates, not a boot through it. On a clone: the scenario's
+    host stays without a bootloader (test_kernel_command_line_without_a_bootloader).
     """
-    res = ansible_module("ansible.builtin.apt", "name=grub2-common install_recommends=false state=present")
-    assert not res.get("failed"), res
-    HOST.check_output("test -e /etc/default/grub || install -m 0644 /usr/share/grub/default/grub /etc/default/grub")
-    HOST.check_output("install -d -m 0755 /boot/grub")
-    changed, out = converge()
-    assert changed > 0
-    assert "bootloader: grub (/etc/default/grub.d/50-secvirt-audit.cfg)" in out
-    assert "reboot required: the running kernel was booted without audit=1 audit_backlog_limit=16384" in out
-    dropin = HOST.file("/etc/default/grub.d/50-secvirt-audit.cfg")
-    assert dropin.mode == 0o644 and dropin.user == "root"
-    assert 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX audit=1 audit_backlog_limit=16384"' in dropin.content_string
-    # every kernel entry update-grub wrote boots with the audit arguments
-    linux = [l.split() for l in HOST.check_output("grep -E '^\\s*linux\\s' /boot/grub/grub.cfg").splitlines()]
-    assert linux and all({"audit=1", "audit_backlog_limit=16384"} <= set(l) for l in linux), linux
-    # the operator's own GRUB settings are kept
-    assert HOST.check_output("sha256sum < /etc/default/grub") == HOST.check_output(
-        "sha256sum < /usr/share/grub/default/grub")
-    assert "System restart required" in HOST.file("/run/reboot-required").content_string
-    assert "auditd" in HOST.file("/run/reboot-required.pkgs").content_string.split()
-    # nothing rebooted on its own
-    assert "audit=1" not in HOST.check_output("cat /proc/cmdline")
-    changed, out = converge()
-    assert changed == 0, out
+    with clones.cloned("grub") as clone:
+        host = clone.host("kvmhost")
+        res = ansible_cli.run_module("kvmhost", "ansible.builtin.apt",
+                                     "name=grub2-common install_recommends=false state=present",
+                                     timeout=900, inventory=clone.inventory)
+        assert not res.get("failed"), res
+        host.check_output("test -e /etc/default/grub || install -m 0644 /usr/share/grub/default/grub /etc/default/grub")
+        host.check_output("install -d -m 0755 /boot/grub")
+        changed, out = converge(inventory=clone.inventory)
+        assert changed > 0
+        assert "bootloader: grub (/etc/default/grub.d/50-secvirt-audit.cfg)" in out
+        assert "reboot required: the running kernel was booted without audit=1 audit_backlog_limit=16384" in out
+        dropin = host.file("/etc/default/grub.d/50-secvirt-audit.cfg")
+        assert dropin.mode == 0o644 and dropin.user == "root"
+        assert 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX audit=1 audit_backlog_limit=16384"' in dropin.content_string
+        # every kernel entry update-grub wrote boots with the audit arguments
+        linux = [l.split() for l in host.check_output("grep -E '^\\s*linux\\s' /boot/grub/grub.cfg").splitlines()]
+        assert linux and all({"audit=1", "audit_backlog_limit=16384"} <= set(l) for l in linux), linux
+        # the operator's own GRUB settings are kept
+        assert host.check_output("sha256sum < /etc/default/grub") == host.check_output(
+            "sha256sum < /usr/share/grub/default/grub")
+        assert "System restart required" in host.file("/run/reboot-required").content_string
+        assert "auditd" in host.file("/run/reboot-required.pkgs").content_string.split()
+        # nothing rebooted on its own
+        assert "audit=1" not in host.check_output("cat /proc/cmdline")
+        changed, out = converge(inventory=clone.inventory)
+        assert changed == 0, out
 
 
 def test_locked_rules_cannot_change_and_survive_a_reboot():
-    """-e 2 last: only a reboot undoes it."""
-    changed, out = converge("-e", '{"audit_immutable": true}')
-    assert changed > 0 and "kernel: enabled=2 " in out
-    assert status()["enabled"] == "2"
-    rules = listed()
-    assert set(ALL_KEYS) <= set(re.findall(r"virt_[a-z_]+", "\n".join(rules)))  # all groups back
-    # The kernel must refuse every change. What is checked is the effect;
-    # "|| true": auditctl exits 255 here, which testinfra takes for an ssh error.
-    add = HOST.run("auditctl -w /tmp -p wa -k virt_sneaky || true")
-    assert "virt_sneaky" not in "\n".join(listed()), add
-    HOST.run("auditctl -D || true")
-    HOST.run("auditctl -e 1 || true")
-    HOST.run("auditctl -b 64 || true")
-    assert listed() == rules
-    assert status()["enabled"] == "2" and status()["backlog_limit"] == "16384"
-    # a re-run of the role while locked changes nothing and does not fail
-    changed, out = converge("-e", '{"audit_immutable": true}')
-    assert changed == 0, out
+    """-e 2: only a reboot undoes it. On a clone, which is thrown away after the
+    reboot: the scenario's host is never locked."""
+    with clones.cloned("locked") as clone:
+        host = clone.host("kvmhost")
+        changed, out = converge("-e", '{"audit_immutable": true}', inventory=clone.inventory)
+        assert changed > 0 and "kernel: enabled=2 " in out
+        assert status(host)["enabled"] == "2"
+        rules = listed(host)
+        assert set(ALL_KEYS) <= set(re.findall(r"virt_[a-z_]+", "\n".join(rules)))  # every group
+        # The kernel must refuse every change. What is checked is the effect;
+        # "|| true": auditctl exits 255 here, which testinfra takes for an ssh error.
+        add = host.run("auditctl -w /tmp -p wa -k virt_sneaky || true")
+        assert "virt_sneaky" not in "\n".join(listed(host)), add
+        host.run("auditctl -D || true")
+        host.run("auditctl -e 1 || true")
+        host.run("auditctl -b 64 || true")
+        assert listed(host) == rules
+        assert status(host)["enabled"] == "2" and status(host)["backlog_limit"] == "16384"
+        # a re-run of the role while locked changes nothing and does not fail
+        changed, out = converge("-e", '{"audit_immutable": true}', inventory=clone.inventory)
+        assert changed == 0, out
 
-    if os.environ.get("SECVIRT_AUDIT_SKIP_REBOOT"):
-        pytest.skip("reboot part skipped (SECVIRT_AUDIT_SKIP_REBOOT)")
-    boot_id = HOST.check_output("cat /proc/sys/kernel/random/boot_id")
-    # the harness's reboot: 900 s, and the reboot command asked again if it
-    # never reached systemd (600 s was missed once beside two other lanes)
-    ansible_cli.reboot("kvmhost")
-    assert HOST.check_output("cat /proc/sys/kernel/random/boot_id") != boot_id
-    assert status()["enabled"] == "2"
-    assert sorted(listed()) == sorted(rules)
-    assert status()["backlog_limit"] == "16384"
+        if os.environ.get("SECVIRT_AUDIT_SKIP_REBOOT"):
+            pytest.skip("reboot part skipped (SECVIRT_AUDIT_SKIP_REBOOT)")
+        boot_id = host.check_output("cat /proc/sys/kernel/random/boot_id")
+        # the harness's reboot: 900 s, and the reboot command asked again if it
+        # never reached systemd (600 s was missed once beside two other lanes)
+        ansible_cli.reboot("kvmhost", inventory=clone.inventory)
+        assert host.check_output("cat /proc/sys/kernel/random/boot_id") != boot_id
+        assert status(host)["enabled"] == "2"
+        assert sorted(listed(host)) == sorted(rules)
+        assert status(host)["backlog_limit"] == "16384"
+    assert status()["enabled"] == "1"   # the scenario's host was never locked

@@ -255,10 +255,16 @@ def _snapshot():
     return out
 
 
-def test_zz_wider_renewal_window_reissues_only_the_server_certificates():
-    """Run last: a policy change (60-day server certs renewed 45 days ahead) re-issues the
+def test_wider_renewal_window_reissues_only_the_server_certificates():
+    """A policy change (60-day server certs renewed 45 days ahead) re-issues the
     30-day server certificates (libvirt and QEMU) and nothing else: same keys, same CA,
-    client certificates untouched."""
+    client certificates untouched. What it starts from is converge's (30-day server,
+    365-day client certificates), which no other test changes; it checks that first."""
+    for host, cert, _ca, _key, _purpose in CHAINS:
+        days = openssl_days_left(host, cert)
+        server = cert.startswith(("/etc/pki/libvirt/servercert", "/etc/pki/libvirt-vnc/server",
+                                  "/etc/pki/libvirt-spice/server", "/etc/pki/qemu/"))
+        assert (days < 45) if server else (days > 45), (cert, days, "not the certificates converge issued")
     before = _snapshot()
     ca_before = controller_ca()
     # the role alone, as an operator's re-run with the new policy would be

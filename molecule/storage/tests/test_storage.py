@@ -1,7 +1,9 @@
 """Encrypted guest storage, checked on the host the way an operator would.
 
-pytest runs the tests in file order: the last ones look for the passphrases
-on the VM's disk and in Ansible's output after everything else ran.
+No test depends on another's order: each test that runs Ansible checks its
+own output for the passphrases (assert_no_passphrase_in), and the scans of
+the VM's files and disk blocks hold whenever they run (they are last in the
+file, so that they also see what every other test wrote).
 """
 import json
 import mmap
@@ -336,7 +338,13 @@ LUKS_TASK = "Format, open or close the encrypted volumes and align their keyslot
 BACKUP_TASK = "Write the LUKS header backups"
 
 
-ANSIBLE_OUTPUT = []
+def assert_no_passphrase_in(outputs, secrets):
+    """Ansible's output of a test (-vvv, --diff) holds no passphrase, and
+    shows that a value was censored where one was passed."""
+    text = "".join(outputs)
+    for value in all_passphrases(secrets):
+        assert value not in text
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in text or "censored" in text
 
 
 def test_passphrase_rotation_and_recovery_keyslot_with_the_role(host, secrets):
@@ -351,7 +359,7 @@ def test_passphrase_rotation_and_recovery_keyslot_with_the_role(host, secrets):
         out = run_playbook(playbook(tmp, dict(base, passphrase=new, previous_passphrase=old,
                                               add_passphrases=[recovery]),
                                     encrypted_storage_header_backup_dir=HEADERS))
-        ANSIBLE_OUTPUT.append(out)
+        outputs = [out]
         # the keyslots changed, so the controller's header backup was taken again
         assert changed_tasks(out) == {LUKS_TASK, BACKUP_TASK}
         assert sha256_of(backup) == header_sha256_on_the_host(host, VAULT01_LV) != converged
@@ -362,7 +370,7 @@ def test_passphrase_rotation_and_recovery_keyslot_with_the_role(host, secrets):
         out = run_playbook(playbook(tmp, dict(base, passphrase=old, previous_passphrase=new,
                                               remove_passphrases=[recovery]),
                                     encrypted_storage_header_backup_dir=HEADERS))
-        ANSIBLE_OUTPUT.append(out)
+        outputs.append(out)
         assert changed_tasks(out) == {LUKS_TASK, BACKUP_TASK}
     # the backup on the controller no longer holds the rotated-away keyslots
     assert sha256_of(backup) == header_sha256_on_the_host(host, VAULT01_LV)
@@ -370,7 +378,7 @@ def test_passphrase_rotation_and_recovery_keyslot_with_the_role(host, secrets):
     assert unlocks(host, VAULT01_LV, old)
     assert not unlocks(host, VAULT01_LV, new)
     assert not unlocks(host, VAULT01_LV, recovery)
-    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in "".join(ANSIBLE_OUTPUT) or "censored" in "".join(ANSIBLE_OUTPUT)
+    assert_no_passphrase_in(outputs, secrets)
 
 
 def test_check_mode_predicts_the_changes_of_the_real_run(host, secrets):
@@ -379,6 +387,7 @@ def test_check_mode_predicts_the_changes_of_the_real_run(host, secrets):
     header backup), and changes nothing; the same for its destruction."""
     probe = dict(name="probe", size="32M", state="closed", passphrase=secrets["secvirt_test_passphrase_scratch"])
     lv = "/dev/vg_guests/probe_luks"
+    outputs = []
     with tempfile.TemporaryDirectory() as tmp:
         headers = os.path.join(tmp, "headers")
         steps = [
@@ -390,14 +399,15 @@ def test_check_mode_predicts_the_changes_of_the_real_run(host, secrets):
             path = playbook(tmp, volume, encrypted_storage_header_backup_dir=headers)
             before = host.run("lvs --noheadings -o lv_name vg_guests").stdout.split()
             predicted = run_playbook(path, check=True)
-            ANSIBLE_OUTPUT.append(predicted)
+            outputs.append(predicted)
             assert host.run("lvs --noheadings -o lv_name vg_guests").stdout.split() == before
             assert changed_tasks(predicted) == expected, predicted[-6000:]
             done = run_playbook(path)
-            ANSIBLE_OUTPUT.append(done)
+            outputs.append(done)
             assert changed_tasks(done) == expected, done[-6000:]
     assert "probe_luks" not in host.check_output("lvs --noheadings -o lv_name vg_guests")
     assert host.run("test -e %s" % lv).rc == 1
+    assert_no_passphrase_in(outputs, secrets)
 
 
 def all_passphrases(secrets):
@@ -405,29 +415,61 @@ def all_passphrases(secrets):
     return values + [secrets["secvirt_test_passphrase_rotated"] + "-recovery"]
 
 
-def test_passphrases_absent_from_ansible_output(secrets):
-    assert len(ANSIBLE_OUTPUT) == 6, "the rotation and check-mode tests must run first"
-    text = "".join(ANSIBLE_OUTPUT)
-    for value in all_passphrases(secrets):
-        assert value not in text
+# Kernel pseudo filesystems: no file in them is written by a program.
+PSEUDO_FS = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "securityfs", "debugfs", "tracefs", "bpf",
+             "pstore", "mqueue", "hugetlbfs", "configfs", "fusectl", "autofs", "binfmt_misc", "efivarfs"}
 
 
 def test_passphrases_absent_from_the_vm_filesystem(host, secrets):
+    """Every file the VM holds outside its root filesystem: tmpfs (/run,
+    /dev/shm), and anything mounted from a mapper device, whose blocks are
+    encrypted or not on the VM's disk images at all. The root filesystem
+    (/dev/vda) is scanned block by block from outside by the next test,
+    deleted files and free blocks included, which a grep through the VM
+    (226 s under TCG, 2026-12-03) never saw."""
     host.run_expect([0], "sync")
-    tops = [t for t in host.check_output("ls -A /").split() if t not in ("proc", "sys")]
-    patterns = " ".join("-e '%s'" % v for v in all_passphrases(secrets))
-    found = host.run("cd / && grep -rlsF --devices=skip %s %s" % (patterns, " ".join(tops)))
+    mounts = [line.split() for line in host.check_output("findmnt -rn -o TARGET,SOURCE,FSTYPE").splitlines()]
+    assert ["/", "/dev/vda", "ext4"] in mounts, mounts
+    targets = [target for target, source, fstype in mounts
+               if fstype not in PSEUDO_FS and source != "/dev/vda"]
+    assert "/run" in targets and "/dev/shm" in targets, mounts   # the scan reaches tmpfs
+    patterns = " ".join("-e %s" % shlex.quote(v) for v in all_passphrases(secrets))
+    # -xdev: each mount is scanned once, by its own entry
+    found = host.run("for m in %s; do find \"$m\" -xdev -type f -print0; done | xargs -0 -r grep -lsF %s"
+                     % (" ".join(shlex.quote(t) for t in targets), patterns))
     assert found.stdout.strip() == "", "passphrase found in: %s" % found.stdout
+    # positive control: the same scan finds a planted value on tmpfs
+    canary = secrets["secvirt_test_passphrase_rotated"] + "-canary"
+    host.run_expect([0], "umask 077; printf '%%s' %s > /run/secvirt-canary" % shlex.quote(canary))
+    try:
+        hit = host.run("for m in %s; do find \"$m\" -xdev -type f -print0; done | xargs -0 -r grep -lsF -e %s"
+                       % (" ".join(shlex.quote(t) for t in targets), shlex.quote(canary)))
+        assert hit.stdout.split() == ["/run/secvirt-canary"], hit.stdout
+    finally:
+        host.run("rm -f /run/secvirt-canary")
 
 
 def test_passphrases_absent_from_every_block_the_vm_wrote(host, secrets):
-    """Scan the VM's disk images from outside: deleted files and free blocks too."""
-    host.run_expect([0], "sync")
+    """Scan the VM's disk images from outside: deleted files and free blocks too.
+
+    Everything the VM wrote since the base image is in its two overlays (the
+    base image was built before any passphrase existed), so this also covers
+    every file of its root filesystem, which the filesystem test leaves to it.
+    """
+    # positive control: a value written to a file on the root filesystem
+    canary = (secrets["secvirt_test_passphrase_rotated"] + "-block-canary").encode()
+    host.run_expect([0], "umask 077; printf '%%s' %s > /var/tmp/secvirt-canary && sync"
+                    % shlex.quote(canary.decode()))
+    host.run_expect([0], "rm -f /var/tmp/secvirt-canary && sync")
     needles = re.compile(b"|".join(re.escape(v.encode()) for v in all_passphrases(secrets)))
     vms = os.path.join(EPHEMERAL, "vms")
     disks = [os.path.join(vms, f) for f in os.listdir(vms) if f.endswith(".qcow2")]
     assert len(disks) == 2  # the root overlay and the data disk
+    canary_seen = []
     for disk in disks:
         with open(disk, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
             match = needles.search(data)
             assert match is None, "%s holds a passphrase at offset %d" % (disk, match.start())
+            if data.find(canary) >= 0:
+                canary_seen.append(os.path.basename(disk))
+    assert canary_seen == ["kvmhost.qcow2"], canary_seen   # deleted, and still found in the root overlay

@@ -137,3 +137,51 @@ def test_a_scenario_boots_one_debian_suite_and_passes_it_to_the_image_build(caps
     with pytest.raises(SystemExit):
         vm.boot(args)
     assert built == ["trixie"]
+
+
+def test_a_clone_gets_the_devices_of_its_original_and_its_own_files():
+    """vm.py clone resumes a saved state in a new qemu: the devices must be the
+    original's (or the state does not load), every file and socket its own."""
+    plat = {"name": "kvmhost", "memory_mb": 1536, "cpus": 2}
+    common = (plat, 0, "/img", "tcg,thread=multi", "qemu64")
+    original = vm.qemu_argv(*common, "/s/kvmhost.qcow2", "/s/kvmhost-data.qcow2", 2222,
+                            {"trunk": "/s/trunk.sock", "lab": "/s/lab.sock"}, "/s/c.log", "/s/k.pid", "/s/q.sock")
+    clone = vm.qemu_argv(*common, "/c/kvmhost.qcow2", "/c/kvmhost-data.qcow2", 3333,
+                         {"trunk": "/c/trunk.sock", "lab": "/c/lab.sock"}, "/c/c.log", "/c/k.pid", "/c/q.sock")
+
+    def devices(argv):
+        return [argv[i + 1] for i, word in enumerate(argv) if word == "-device"]
+    assert devices(original) == devices(clone)
+    assert not [w for w in clone if "/s/" in w or "2222" in w]
+    assert "unix:/c/q.sock,server=on,wait=off" in clone
+
+
+def test_clone_inventory_reaches_only_the_clones(tmp_path, monkeypatch):
+    """A play against `all` on a clone's inventory must not reach an original
+    that was not cloned, nor an original's port."""
+    import sys  # pylint: disable=import-outside-toplevel
+    yaml = pytest.importorskip("yaml")
+    pytest.importorskip("testinfra")
+    source = tmp_path / "molecule" / "inventory"
+    (source / "group_vars" / "all").mkdir(parents=True)
+    (source / "group_vars" / "all" / "molecule.yml").write_text("pki_fqdn: x\n")
+    host = {"ansible_host": "127.0.0.1", "ansible_port": 1111, "ansible_private_key_file": "/s/id"}
+    station = {"ansible_host": "127.0.0.1", "ansible_port": 2222, "ansible_private_key_file": "/s/id"}
+    inventory = {"all": {"hosts": {"kvmhost": host, "station": station}},
+                 "kvm_hosts": {"hosts": {"kvmhost": host}}, "management_stations": {"hosts": {"station": station}}}
+    (source / "ansible_inventory.yml").write_text(yaml.safe_dump(inventory))
+    monkeypatch.setenv("MOLECULE_INVENTORY_FILE", str(source / "ansible_inventory.yml"))
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "molecule", "_harness"))
+    try:
+        import clones  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    into = tmp_path / "clone"
+    into.mkdir()
+    path = clones._inventory_for([{"instance": "kvmhost", "port": 4444, "identity_file": "/c/id"}], str(into))
+    written = yaml.safe_load(open(path))
+    assert written["all"]["hosts"] == {"kvmhost": {"ansible_host": "127.0.0.1", "ansible_port": 4444,
+                                                   "ansible_private_key_file": "/c/id"}}
+    assert written["kvm_hosts"]["hosts"]["kvmhost"]["ansible_port"] == 4444
+    assert written["management_stations"]["hosts"] == {}
+    assert (into / "inventory" / "group_vars" / "all" / "molecule.yml").read_text() == "pki_fqdn: x\n"
