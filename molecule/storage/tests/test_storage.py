@@ -439,7 +439,7 @@ def test_passphrases_absent_from_the_vm_filesystem(host, secrets):
                      % (" ".join(shlex.quote(t) for t in targets), patterns))
     assert found.stdout.strip() == "", "passphrase found in: %s" % found.stdout
     # positive control: the same scan finds a planted value on tmpfs
-    canary = secrets["secvirt_test_passphrase_rotated"] + "-canary"
+    canary = "secvirt-fs-canary-" + os.urandom(8).hex()   # holds no passphrase
     host.run_expect([0], "umask 077; printf '%%s' %s > /run/secvirt-canary" % shlex.quote(canary))
     try:
         hit = host.run("for m in %s; do find \"$m\" -xdev -type f -print0; done | xargs -0 -r grep -lsF -e %s"
@@ -457,7 +457,7 @@ def test_passphrases_absent_from_every_block_the_vm_wrote(host, secrets):
     every file of its root filesystem, which the filesystem test leaves to it.
     """
     # positive control: a value written to a file on the root filesystem
-    canary = (secrets["secvirt_test_passphrase_rotated"] + "-block-canary").encode()
+    canary = ("secvirt-block-canary-" + os.urandom(8).hex()).encode()   # holds no passphrase
     host.run_expect([0], "umask 077; printf '%%s' %s > /var/tmp/secvirt-canary && sync"
                     % shlex.quote(canary.decode()))
     host.run_expect([0], "rm -f /var/tmp/secvirt-canary && sync")
