@@ -57,12 +57,22 @@ trap 'kill "${pids[@]}" 2>/dev/null; summary INTERRUPTED; exit 130' INT TERM
 
 run() { "$stage" "$@" || { summary FAILED; exit 1; }; }
 
-run yamllint .venv/bin/yamllint -s .
-run ansible-lint .venv/bin/ansible-lint
-run ansible-test-sanity tests/harness/sanity.sh
-run unit .venv/bin/pytest -q -p no:cacheprovider tests/unit
 run image .venv/bin/python tests/harness/vm.py image
 run image-debian13 .venv/bin/python tests/harness/vm.py image --suite trixie
+
+checks() {
+  # The checks that need no VM: lint, sanity, unit tests. They run as the
+  # first job of the last lane while the other lanes start their scenarios
+  # (run serially before the scenarios, they kept both cores on one
+  # single-threaded job for about 5 minutes). A failing check still fails
+  # the suite; the scenarios run anyway, so one run reports every failure.
+  local failed=0
+  "$stage" yamllint .venv/bin/yamllint -s . || failed=1
+  "$stage" ansible-lint .venv/bin/ansible-lint || failed=1
+  "$stage" ansible-test-sanity tests/harness/sanity.sh || failed=1
+  "$stage" unit .venv/bin/pytest -q -p no:cacheprovider tests/unit || failed=1
+  return $failed
+}
 
 # Molecule scenarios run in SECVIRT_LANES parallel lanes (default 2, one per
 # core: with the VMs on both cores, vm.py's use_every_cpu(), the two lanes keep
@@ -98,6 +108,10 @@ lane() {
   # interleaved) when it ends. A failed scenario does not stop the lane:
   # one run reports every failure.
   local s rc failed=0
+  if [ "$1" = $((lanes - 1)) ]; then
+    checks >"$logs/checks.log" 2>&1 || failed=1
+    { flock 9; cat "$logs/checks.log"; } 9>"$logs/.print-lock"
+  fi
   while s=$(next_scenario) && [ -n "$s" ]; do
     printf '\033[1mlane %d: %s\033[0m\n' "$1" "$s" >&2
     "$stage" "molecule:$s" .venv/bin/molecule test -s "$s" >"$logs/molecule-$s.log" 2>&1

@@ -395,10 +395,12 @@ def test_grub_gets_the_audit_arguments_and_a_reboot_is_flagged():
     """
     with clones.cloned("grub") as clone:
         host = clone.host("kvmhost")
-        res = ansible_cli.run_module("kvmhost", "ansible.builtin.apt",
-                                     "name=grub2-common install_recommends=false state=present",
+        # the install path of secvirt.kvm.deb_packages: dpkg says missing, apt installs
+        res = ansible_cli.run_module("kvmhost", "secvirt.kvm.deb_packages", {"name": ["grub2-common"]},
                                      timeout=900, inventory=clone.inventory)
         assert not res.get("failed"), res
+        assert res["changed"] and res["missing"] == ["grub2-common"] and not res["apt"].get("failed"), res
+        assert host.package("grub2-common").is_installed
         host.check_output("test -e /etc/default/grub || install -m 0644 /usr/share/grub/default/grub /etc/default/grub")
         host.check_output("install -d -m 0755 /boot/grub")
         changed, out = converge(inventory=clone.inventory)
