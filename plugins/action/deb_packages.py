@@ -9,11 +9,7 @@ __metaclass__ = type
 
 from ansible.plugins.action import ActionBase
 
-ARGUMENT_SPEC = dict(
-    name=dict(type='list', elements='str', required=True),
-    install_recommends=dict(type='bool', default=False),
-    cache_valid_time=dict(type='int', default=86400),
-)
+from ansible_collections.secvirt.kvm.plugins.module_utils.deb_packages import ARGUMENT_SPEC
 
 
 class ActionModule(ActionBase):

@@ -15,6 +15,14 @@ __metaclass__ = type
 
 import re
 
+# The options of secvirt.kvm.deb_packages, shared by the module (which
+# only reads dpkg) and its action plugin (which calls apt)
+ARGUMENT_SPEC = dict(
+    name=dict(type='list', elements='str', required=True),
+    install_recommends=dict(type='bool', default=False),
+    cache_valid_time=dict(type='int', default=86400),
+)
+
 # what `dpkg-query -W -f` prints per package: name, architecture, the
 # three-letter status (desired, current, error) and the version
 QUERY_FORMAT = '${Package}\\t${Architecture}\\t${db:Status-Abbrev}\\t${Version}\\n'

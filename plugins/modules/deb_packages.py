@@ -84,18 +84,11 @@ apt:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.secvirt.kvm.plugins.module_utils.deb_packages import (
-    QUERY_FORMAT, installed_versions, queryable)
+    ARGUMENT_SPEC, QUERY_FORMAT, installed_versions, queryable)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type='list', elements='str', required=True),
-            install_recommends=dict(type='bool', default=False),
-            cache_valid_time=dict(type='int', default=86400),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     names = module.params['name']
     plain, _other = queryable(names)
     output = ''
