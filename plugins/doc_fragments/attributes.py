@@ -18,3 +18,16 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode).
 '''
+
+    # Most modules: full check mode and full diff, nothing to add. They use
+    # secvirt.kvm.attributes.full instead of repeating the support lines.
+    FULL = r'''
+options: {}
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+    support: full
+'''

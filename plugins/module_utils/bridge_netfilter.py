@@ -23,6 +23,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.secvirt.kvm.plugins.module_utils import nwfilter_xml as nfx
 
 # libvirt's protocol elements by the tool that implements them
 # (src/nwfilter/nwfilter_ebiptables_driver.c)
@@ -96,7 +97,7 @@ def resolve_layer3(name, lookup, xml=None):
         if own:
             where[current] = own
             protocols.update(own)
-        pending.extend((ref, None) for ref in lx.nwfilter_references(elem) if ref and ref not in seen)
+        pending.extend((ref, None) for ref in nfx.nwfilter_references(elem) if ref and ref not in seen)
     return {'protocols': sorted(protocols), 'where': where, 'missing': missing}
 
 

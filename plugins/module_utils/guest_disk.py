@@ -16,7 +16,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import domain_xml
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import LibvirtModuleError, domain_xml
 
 # Attributes of <source> that name the storage for each disk type.
 SOURCE_ATTRIBUTES = ('file', 'dev', 'dir', 'name', 'pool', 'volume', 'protocol', 'index')
@@ -29,14 +29,6 @@ PASSWORD_MASK = '********'
 # passwd='...' of <graphics> (VNC, SPICE, RDP): the secret libvirt prints only
 # with VIR_DOMAIN_XML_SECURE. passwdValidTo and the like are no secret.
 _PASSWORD_ATTR_RE = re.compile('(\\b(?:passwd|password)\\s*=\\s*)(?:"[^"]*"|\'[^\']*\')')
-
-
-class DiskError(Exception):
-    """An error meant for the user; ``details`` go into the module's result."""
-
-    def __init__(self, msg, **details):
-        super(DiskError, self).__init__(msg)
-        self.details = details
 
 
 def mask_passwords(xml):
@@ -56,7 +48,7 @@ def parse_domain(xml):
     try:
         return ET.fromstring(xml)
     except ET.ParseError as exc:
-        raise DiskError('cannot parse the domain XML: %s' % exc)
+        raise LibvirtModuleError('cannot parse the domain XML: %s' % exc)
 
 
 def find_disk(root, target):
@@ -91,8 +83,8 @@ def disk_facts(xml, target):
     disk = find_disk(root, target)
     if disk is None:
         targets = [d.find('target').get('dev') for d in root.findall('./devices/disk') if d.find('target') is not None]
-        raise DiskError('guest %s has no disk with target %s (it has: %s)'
-                        % (root.findtext('name'), target, ', '.join(targets) or 'none'))
+        raise LibvirtModuleError('guest %s has no disk with target %s (it has: %s)'
+                                 % (root.findtext('name'), target, ', '.join(targets) or 'none'))
     return describe_disk(disk)
 
 
@@ -111,9 +103,9 @@ def switch_to_block(xml, target, dev):
     root = parse_domain(xml)
     disk = find_disk(root, target)
     if disk is None:
-        raise DiskError('guest %s has no disk with target %s' % (root.findtext('name'), target))
+        raise LibvirtModuleError('guest %s has no disk with target %s' % (root.findtext('name'), target))
     if disk.get('device', 'disk') not in ('disk', 'lun'):
-        raise DiskError('disk %s is a %s, not a disk' % (target, disk.get('device')))
+        raise LibvirtModuleError('disk %s is a %s, not a disk' % (target, disk.get('device')))
     if is_block_disk_on(describe_disk(disk), dev):
         return xml, False
     disk.set('type', 'block')
@@ -193,7 +185,7 @@ def libvirt_domains(conn):
 def run_guest_disk(conn, params, check_mode=False, diff=False):
     """Query (state=query) or switch (state=present) a guest's disk on ``conn``.
 
-    Returns the module result; raises DiskError. The definition that gets
+    Returns the module result; raises LibvirtModuleError. The definition that gets
     rewritten is read with VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE so
     that defineXML keeps the graphics passwords. That read needs a read-write
     connection: check mode and query, which use a read-only one, read the
@@ -206,23 +198,23 @@ def run_guest_disk(conn, params, check_mode=False, diff=False):
     try:
         dom = conn.lookupByName(name)
     except Exception as exc:  # libvirt.libvirtError
-        raise DiskError('no guest named %s: %s' % (name, exc))
+        raise LibvirtModuleError('no guest named %s: %s' % (name, exc))
     state = STATE_NAMES.get(dom.state()[0], 'unknown')
     xml = domain_xml(dom, inactive=True, secure=writing)
     try:
         facts = disk_facts(xml, target)
-    except DiskError as exc:
-        raise DiskError(str(exc), domain_state=state)
+    except LibvirtModuleError as exc:
+        raise LibvirtModuleError(exc.msg, domain_state=state)
     result = dict(changed=False, disk=facts, domain_state=state)
     if not present:
         return result
     try:
         new_xml, changed = switch_to_block(xml, target, dev)
-    except DiskError as exc:
-        raise DiskError(str(exc), **result)
+    except LibvirtModuleError as exc:
+        raise LibvirtModuleError(exc.msg, **result)
     if changed and state != 'shut off':
-        raise DiskError('refusing to move disk %s of guest %s to %s: the guest is %s; shut it down first'
-                        % (target, name, dev, state), **result)
+        raise LibvirtModuleError('refusing to move disk %s of guest %s to %s: the guest is %s; shut it down first'
+                                 % (target, name, dev, state), **result)
     if changed and writing:
         conn.defineXML(new_xml)
         new_xml = domain_xml(conn.lookupByName(name), inactive=True, secure=True)

@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.secvirt.kvm.plugins.module_utils import limits_xml as lmx
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
     AFFECT_LIVE, LibvirtModuleError, domain_xml, error_message, lookup_domain,
 )
@@ -43,7 +44,7 @@ def _check_range(value, low, high, what):
 
 
 def desired_limits(params):
-    """Module parameters -> the dictionary lx.apply_limits() takes."""
+    """Module parameters -> the dictionary limits_xml.apply_limits() takes."""
     limits = {}
     cputune = {}
     for option, field, _live in CPU_OPTIONS:
@@ -62,14 +63,14 @@ def desired_limits(params):
     for option, field in MEMORY_OPTIONS:
         if params.get(option) is not None:
             try:
-                memtune[field] = lx.size_to_kib(params[option])
+                memtune[field] = lmx.size_to_kib(params[option])
             except lx.XMLValidationError as exc:
                 raise LibvirtModuleError('%s: %s' % (option, exc))
     hard, soft = memtune.get('hard_limit'), memtune.get('soft_limit')
-    if hard and soft and soft != lx.MEMORY_UNLIMITED_KIB and hard != lx.MEMORY_UNLIMITED_KIB and soft > hard:
+    if hard and soft and soft != lmx.MEMORY_UNLIMITED_KIB and hard != lmx.MEMORY_UNLIMITED_KIB and soft > hard:
         raise LibvirtModuleError('memory_soft_limit must not exceed memory_hard_limit')
     swap = memtune.get('swap_hard_limit')
-    if swap and hard and swap != lx.MEMORY_UNLIMITED_KIB and hard != lx.MEMORY_UNLIMITED_KIB and swap < hard:
+    if swap and hard and swap != lmx.MEMORY_UNLIMITED_KIB and hard != lmx.MEMORY_UNLIMITED_KIB and swap < hard:
         raise LibvirtModuleError('memory_swap_hard_limit (memory plus swap) must not be lower than '
                                  'memory_hard_limit')
     if memtune:
@@ -82,7 +83,7 @@ def desired_limits(params):
         path = dev.get('path')
         if not path or not path.startswith('/'):
             raise LibvirtModuleError('every blkio_devices entry needs an absolute host block device path')
-        devices[path] = dict((f, dev[f]) for f in lx.BLKIO_DEVICE_FIELDS if dev.get(f) is not None)
+        devices[path] = dict((f, dev[f]) for f in lmx.BLKIO_DEVICE_FIELDS if dev.get(f) is not None)
     if devices:
         limits['blkio_devices'] = devices
     bandwidth = {}
@@ -146,7 +147,7 @@ def _live_values(dom, limits, live_elem):
         device = lx.interface_target(iface) or mac
         params = dom.interfaceParameters(device, AFFECT_LIVE)
         for direction, fields in directions.items():
-            for field in lx.BANDWIDTH_FIELDS[direction]:
+            for field in lmx.BANDWIDTH_FIELDS[direction]:
                 if field in fields or fields.get('average') == 0:
                     values[('iface', device, '%s.%s' % (direction, field))] = params.get('%s.%s' % (direction, field), 0)
     return values
@@ -169,7 +170,7 @@ def _wanted_live(limits, live_elem):
         device = lx.interface_target(iface) or mac
         for direction, fields in directions.items():
             removing = fields.get('average') == 0
-            for field in lx.BANDWIDTH_FIELDS[direction]:
+            for field in lmx.BANDWIDTH_FIELDS[direction]:
                 if field in fields or removing:
                     wanted[('iface', device, '%s.%s' % (direction, field))] = 0 if removing else fields.get(field, 0)
     return wanted
@@ -245,14 +246,14 @@ def run_limits(conn, params, check_mode=False, secure=True):
     before_parts, after_parts = [], []
 
     if config_elem is not None:
-        current = lx.read_limits(config_elem)
-        before_text = lx.limits_text(config_elem)
+        current = lmx.read_limits(config_elem)
+        before_text = lmx.limits_text(config_elem)
         try:
-            lx.apply_limits(config_elem, limits)
+            lmx.apply_limits(config_elem, limits)
         except lx.XMLValidationError as exc:
             raise LibvirtModuleError('guest %s: %s' % (dom_name, exc))
-        after = lx.read_limits(config_elem)
-        after_text = lx.limits_text(config_elem)
+        after = lmx.read_limits(config_elem)
+        after_text = lmx.limits_text(config_elem)
         before_parts.append('<!-- persistent definition -->\n' + before_text)
         after_parts.append('<!-- persistent definition -->\n' + after_text)
         result['config'] = after

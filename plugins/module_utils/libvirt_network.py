@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """libvirt networks that hand guests an existing host bridge (<forward mode='bridge'/>).
 
-Self-contained on purpose (stdlib ElementTree only, the libvirt connection is
-passed in), so unit tests run it against a fake connection.
+The libvirt connection is passed in, so unit tests run it against a fake
+connection; XML canonicalisation is libvirt_xml's, errors are libvirt_common's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -12,6 +12,11 @@ __metaclass__ = type
 
 import re
 import xml.etree.ElementTree as ET
+
+from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
+    LibvirtModuleError, error_code,
+)
 
 # libvirt constants, repeated here so that this file imports without libvirt.
 VIR_ERR_NO_NETWORK = 43
@@ -24,52 +29,28 @@ BRIDGE_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$')
 IGNORED = ('uuid',)
 
 
-class LibvirtNetworkError(Exception):
-    def __init__(self, msg, **details):
-        super(LibvirtNetworkError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
-
-
 def bridge_network_xml(name, bridge):
     """Definition of a network that attaches guests to host bridge ``bridge``."""
     if not name or not NAME_RE.match(name):
-        raise LibvirtNetworkError('invalid network name %r' % (name,))
+        raise LibvirtModuleError('invalid network name %r' % (name,))
     if not bridge or not BRIDGE_RE.match(bridge):
-        raise LibvirtNetworkError('invalid bridge name %r (at most 15 characters)' % (bridge,))
+        raise LibvirtModuleError('invalid bridge name %r (at most 15 characters)' % (bridge,))
     root = ET.Element('network')
     ET.SubElement(root, 'name').text = name
     ET.SubElement(root, 'forward', {'mode': 'bridge'})
     ET.SubElement(root, 'bridge', {'name': bridge})
-    if hasattr(ET, 'indent'):  # Python >= 3.9
-        ET.indent(root)
-    return ET.tostring(root, encoding='unicode') + '\n'
-
-
-def _canonical_element(elem):
-    children = [c for c in elem if c.tag not in IGNORED]
-    text = (elem.text or '').strip()
-    parts = ['<%s' % elem.tag]
-    for key in sorted(elem.attrib):
-        parts.append(' %s=%r' % (key, elem.attrib[key]))
-    parts.append('>')
-    if text:
-        parts.append(text)
-    # Child order matters to libvirt only within repeated elements; keep it.
-    parts.extend(_canonical_element(c) for c in children)
-    parts.append('</%s>' % elem.tag)
-    return ''.join(parts)
+    return lx.to_string(root) + '\n'
 
 
 def canonical(xml_text):
     """A comparable form of a network definition: no uuid, whitespace or attribute order."""
     try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as exc:
-        raise LibvirtNetworkError('cannot parse network XML: %s' % exc)
+        root = lx.parse_xml(xml_text, 'network XML')
+    except lx.XMLValidationError as exc:
+        raise LibvirtModuleError('cannot parse network XML: %s' % exc)
     if root.tag != 'network':
-        raise LibvirtNetworkError('not a <network> definition: <%s>' % root.tag)
-    return _canonical_element(root)
+        raise LibvirtModuleError('not a <network> definition: <%s>' % root.tag)
+    return lx.canonical(root, drop=IGNORED)
 
 
 def describe(xml_text):
@@ -88,8 +69,7 @@ def _lookup(conn, name):
     try:
         return conn.networkLookupByName(name)
     except Exception as exc:  # libvirt.libvirtError
-        code = getattr(exc, 'get_error_code', lambda: None)()
-        if code == VIR_ERR_NO_NETWORK:
+        if error_code(exc) == VIR_ERR_NO_NETWORK:
             return None
         raise
 
@@ -118,8 +98,8 @@ def run_network(conn, params, check_mode=False):
             return result
         ports = _ports(net)
         if ports and not params.get('force'):
-            raise LibvirtNetworkError('network %s still has %d guest interface(s) attached; stop or move those '
-                                      'guests first, or set force=true' % (name, len(ports)), ports=ports)
+            raise LibvirtModuleError('network %s still has %d guest interface(s) attached; stop or move those '
+                                     'guests first, or set force=true' % (name, len(ports)), ports=ports)
         if net.isActive():
             result['actions'].append('stop')
             if not check_mode:
@@ -139,9 +119,9 @@ def run_network(conn, params, check_mode=False):
     if net is not None and before_xml:
         current = describe(before_xml)
         if current['forward_mode'] != 'bridge' and not params.get('force'):
-            raise LibvirtNetworkError('network %s exists with forward mode %s; refusing to turn it into a bridge '
-                                      'network (remove it first or set force=true)'
-                                      % (name, current['forward_mode']))
+            raise LibvirtModuleError('network %s exists with forward mode %s; refusing to turn it into a bridge '
+                                     'network (remove it first or set force=true)'
+                                     % (name, current['forward_mode']))
     needs_define = net is None or not before_xml or canonical(before_xml) != canonical(wanted_xml)
     result['diff'] = {'before': before_xml, 'after': wanted_xml if needs_define else before_xml}
     if needs_define:

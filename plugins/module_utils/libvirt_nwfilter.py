@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import bridge_netfilter as bn
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.secvirt.kvm.plugins.module_utils import nwfilter_xml as nfx
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
     AFFECT_CONFIG, AFFECT_LIVE, LIVE_UNSUPPORTED_ERRORS, LibvirtModuleError,
     domain_definitions, domain_xml, error_code, error_message, lookup_domain,
@@ -78,12 +79,12 @@ def desired_nwfilter(params):
         elem = lx.parse_xml(params['xml'], 'xml')
         if elem.tag == 'filter' and not elem.get('name') and name:
             elem.set('name', name)
-        lx.validate_nwfilter(elem)
+        nfx.validate_nwfilter(elem)
         if name and elem.get('name') != name:
             raise LibvirtModuleError('name %s does not match the name %s in xml' % (name, elem.get('name')))
         return elem
-    return lx.build_nwfilter(name, chain=params.get('chain'), priority=params.get('priority'),
-                             rules=params.get('rules'), filterrefs=params.get('filterrefs'))
+    return nfx.build_nwfilter(name, chain=params.get('chain'), priority=params.get('priority'),
+                              rules=params.get('rules'), filterrefs=params.get('filterrefs'))
 
 
 def filter_users(conn, name):
@@ -96,12 +97,12 @@ def filter_users(conn, name):
     for nwf in conn.listAllNWFilters(0):
         if nwf.name() == name:
             continue
-        if name in lx.nwfilter_references(nwf.XMLDesc(0)):
+        if name in nfx.nwfilter_references(nwf.XMLDesc(0)):
             filters.append(nwf.name())
     guests = []
     for dom_name, inactive, live in domain_definitions(conn):
         for text in (inactive, live):
-            if text and any(ref == name for _mac, ref in lx.domain_filter_references(lx.parse_xml(text))):
+            if text and any(ref == name for _mac, ref in nfx.domain_filter_references(lx.parse_xml(text))):
                 if dom_name not in guests:
                     guests.append(dom_name)
     return sorted(filters), sorted(guests)
@@ -113,11 +114,11 @@ def list_nwfilters(conn, name=None):
     filters = []
     users = {}
     for nwf in conn.listAllNWFilters(0):
-        for ref in lx.nwfilter_references(nwf.XMLDesc(0)):
+        for ref in nfx.nwfilter_references(nwf.XMLDesc(0)):
             users.setdefault(ref, {'filters': [], 'guests': []})['filters'].append(nwf.name())
     for dom_name, inactive, live in domain_definitions(conn):
         for text in (inactive, live):
-            for _mac, ref in lx.domain_filter_references(lx.parse_xml(text)) if text else []:
+            for _mac, ref in nfx.domain_filter_references(lx.parse_xml(text)) if text else []:
                 guests = users.setdefault(ref, {'filters': [], 'guests': []})['guests']
                 if dom_name not in guests:
                     guests.append(dom_name)
@@ -125,7 +126,7 @@ def list_nwfilters(conn, name=None):
         if name and nwf.name() != name:
             continue
         xml = nwf.XMLDesc(0)
-        summary = lx.nwfilter_summary(xml)
+        summary = nfx.nwfilter_summary(xml)
         summary['xml'] = xml
         used = users.get(nwf.name(), {'filters': [], 'guests': []})
         summary['referenced_by'] = {'filters': sorted(used['filters']), 'guests': sorted(used['guests'])}
@@ -137,7 +138,7 @@ def list_nwfilters(conn, name=None):
 
 def _diff_text(xml):
     """A filter as --diff shows it: canonical (libvirt's defaults explicit, no uuid), indented."""
-    return lx.to_string(lx.parse_xml(lx.canonical_nwfilter(xml)))
+    return lx.to_string(lx.parse_xml(nfx.canonical_nwfilter(xml)))
 
 
 def run_nwfilter(conn, params, check_mode=False, proc_root=None):
@@ -150,7 +151,7 @@ def run_nwfilter(conn, params, check_mode=False, proc_root=None):
         name = lx.parse_xml(params['xml'], 'xml').get('name')
     if not name:
         raise LibvirtModuleError('name (or a name attribute in xml) is required')
-    lx.validate_nwfilter_name(name)
+    nfx.validate_nwfilter_name(name)
     current = lookup_nwfilter(conn, name)
     before = current.XMLDesc(0) if current is not None else ''
     result = {'changed': False, 'name': name, 'warnings': []}
@@ -177,9 +178,9 @@ def run_nwfilter(conn, params, check_mode=False, proc_root=None):
 
     params = dict(params, name=name)
     wanted = desired_nwfilter(params)
-    missing = [ref for ref in lx.nwfilter_references(wanted)
+    missing = [ref for ref in nfx.nwfilter_references(wanted)
                if ref != name and lookup_nwfilter(conn, ref) is None]
-    if name in lx.nwfilter_references(wanted):
+    if name in nfx.nwfilter_references(wanted):
         raise LibvirtModuleError('network filter %s must not reference itself' % name)
     if missing:
         result['warnings'].append('filter %s references undefined filter(s) %s; guests using it will fail to '
@@ -201,7 +202,7 @@ def run_nwfilter(conn, params, check_mode=False, proc_root=None):
     result['diff'] = lx.diff_dict(_diff_text(before) if before else '', _diff_text(wanted),
                                   'filter %s (defined)' % name, 'filter %s (wanted)' % name)
     _layer3_report(result, name, found, params, proc_root)
-    if before and lx.canonical_nwfilter(before) == lx.canonical_nwfilter(wanted):
+    if before and nfx.canonical_nwfilter(before) == nfx.canonical_nwfilter(wanted):
         result['xml'] = before
         result['diff']['after'] = result['diff']['before']
         return result
@@ -214,7 +215,7 @@ def run_nwfilter(conn, params, check_mode=False, proc_root=None):
         raise LibvirtModuleError('libvirt refused network filter %s: %s' % (name, error_message(exc)),
                                  xml=after_text)
     result['xml'] = defined.XMLDesc(0)
-    if lx.canonical_nwfilter(result['xml']) != lx.canonical_nwfilter(wanted):
+    if nfx.canonical_nwfilter(result['xml']) != nfx.canonical_nwfilter(wanted):
         result['warnings'].append('libvirt stored filter %s differently from the request; the next run will '
                                   'report a change again. Stored XML: %s' % (name, result['xml']))
     return result
@@ -268,8 +269,8 @@ def run_binding(conn, params, check_mode=False, proc_root=None):
         if lookup_nwfilter(conn, params['filter']) is None:
             raise LibvirtModuleError('network filter %s is not defined; define it first (secvirt.kvm.nwfilter)'
                                      % params['filter'])
-        wanted_ref = lx.filterref_element(params['filter'], params.get('parameters'))
-    wanted_text = lx.canonical_filterref(wanted_ref)
+        wanted_ref = nfx.filterref_element(params['filter'], params.get('parameters'))
+    wanted_text = nfx.canonical_filterref(wanted_ref)
 
     result = {'changed': False, 'domain': dom_name, 'mac': mac, 'restart_required': False,
               'config_changed': False, 'live_changed': False, 'warnings': []}
@@ -282,10 +283,10 @@ def run_binding(conn, params, check_mode=False, proc_root=None):
         current_ref = iface.find('filterref')
         diff_before.append('<!-- persistent -->\n' + (lx.to_string(current_ref) if current_ref is not None else ''))
         diff_after.append('<!-- persistent -->\n' + (lx.to_string(wanted_ref) if wanted_ref is not None else ''))
-        if lx.canonical_filterref(current_ref) != wanted_text:
+        if nfx.canonical_filterref(current_ref) != wanted_text:
             result['config_changed'] = True
             if not check_mode:
-                lx.set_interface_filterref(iface, wanted_ref)
+                nfx.set_interface_filterref(iface, wanted_ref)
                 _update_device(dom, iface, AFFECT_CONFIG, dom_name, 'persistent definition')
 
     if live_elem is not None and params.get('live', True):
@@ -294,10 +295,10 @@ def run_binding(conn, params, check_mode=False, proc_root=None):
         current_ref = iface.find('filterref')
         diff_before.append('<!-- live -->\n' + (lx.to_string(current_ref) if current_ref is not None else ''))
         diff_after.append('<!-- live -->\n' + (lx.to_string(wanted_ref) if wanted_ref is not None else ''))
-        if lx.canonical_filterref(current_ref) != wanted_text:
+        if nfx.canonical_filterref(current_ref) != wanted_text:
             result['live_changed'] = True
             if not check_mode:
-                lx.set_interface_filterref(iface, wanted_ref)
+                nfx.set_interface_filterref(iface, wanted_ref)
                 try:
                     _update_device(dom, iface, AFFECT_LIVE, dom_name, 'running guest', raw=True)
                 except Exception as exc:

@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.secvirt.kvm.plugins.module_utils import seclabel_xml as slx
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
     LibvirtModuleError, domain_definitions, domain_xml, error_message, host_security_models,
     live_security_labels, lookup_domain,
@@ -29,10 +30,10 @@ def run_seclabel(conn, params, check_mode=False, secure=True):
     wanted = None
     if state == 'present':
         try:
-            spec = lx.validate_seclabel(spec)
+            spec = slx.validate_seclabel(spec)
         except lx.XMLValidationError as exc:
             raise LibvirtModuleError(str(exc))
-        wanted = lx.build_seclabel(spec)
+        wanted = slx.build_seclabel(spec)
     elif not model:
         raise LibvirtModuleError('model is required with state=absent')
 
@@ -57,7 +58,7 @@ def run_seclabel(conn, params, check_mode=False, secure=True):
             for text in (inactive, live):
                 if text:
                     others.append((name, lx.parse_xml(text)))
-        conflicts = lx.find_mcs_conflicts(dom_name, pair, others)
+        conflicts = slx.find_mcs_conflicts(dom_name, pair, others)
         if conflicts:
             raise LibvirtModuleError(
                 'MCS categories %s:%s of %s overlap or dominate categories already used by %s; a static sVirt '
@@ -73,23 +74,23 @@ def run_seclabel(conn, params, check_mode=False, secure=True):
         raise LibvirtModuleError('guest %s is transient: a security label can only be set in a persistent '
                                  'definition' % dom_name)
     definition = lx.parse_xml(domain_xml(dom, inactive=True, secure=secure), 'domain XML')
-    current = lx.domain_seclabels(definition).get(model) if model else None
+    current = slx.domain_seclabels(definition).get(model) if model else None
     if model is None:
         # type none without a model: compare with the model-less label
-        current = lx.domain_seclabels(definition).get(None)
+        current = slx.domain_seclabels(definition).get(None)
     before = lx.to_string(current) if current is not None else ''
     after = lx.to_string(wanted) if wanted is not None else ''
     result['seclabel'] = after
     result['diff'] = lx.diff_dict(before, after, 'guest %s seclabel (defined)' % dom_name,
                                   'guest %s seclabel (wanted)' % dom_name)
-    if lx.canonical_seclabel(current) != lx.canonical_seclabel(wanted):
+    if slx.canonical_seclabel(current) != slx.canonical_seclabel(wanted):
         result['changed'] = True
         result['restart_required'] = active
         if active:
             result['warnings'].append('guest %s is running: the new security label applies from its next start'
                                       % dom_name)
         if not check_mode:
-            lx.set_domain_seclabel(definition, wanted, model)
+            slx.set_domain_seclabel(definition, wanted, model)
             try:
                 conn.defineXML(lx.to_string(definition, pretty=False))
             except Exception as exc:
@@ -104,6 +105,6 @@ def run_seclabel(conn, params, check_mode=False, secure=True):
         result['live_labels'] = labels
         live_model = [lab for lab in labels if lab['model'] == model]
         result['live_label'] = live_model[0]['label'] if live_model else None
-        live_elem = lx.domain_seclabels(lx.parse_xml(domain_xml(dom), 'live domain XML')).get(model)
+        live_elem = slx.domain_seclabels(lx.parse_xml(domain_xml(dom), 'live domain XML')).get(model)
         result['live_imagelabel'] = live_elem.findtext('imagelabel') if live_elem is not None else None
     return result

@@ -31,14 +31,12 @@ import hmac
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import LibvirtModuleError
+
 USAGE_ELEMENT = {'volume': 'volume', 'ceph': 'name', 'iscsi': 'target', 'tls': 'name', 'vtpm': 'name'}
 FP_TAG = 'secvirt-hmac-sha256'
 _FP_RE = re.compile(r'\s*\[%s:([0-9a-f]{64})\]\s*$' % FP_TAG)
 _UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
-
-
-class SecretError(Exception):
-    pass
 
 
 def yes_no(flag):
@@ -47,14 +45,14 @@ def yes_no(flag):
 
 def validate_uuid(uuid):
     if uuid and not _UUID_RE.match(uuid):
-        raise SecretError('invalid uuid %r' % uuid)
+        raise LibvirtModuleError('invalid uuid %r' % uuid)
 
 
 def build_secret_xml(usage_type, usage_id, description=None, ephemeral=True, private=True, uuid=None):
     if usage_type not in USAGE_ELEMENT:
-        raise SecretError('unknown usage type %r (one of %s)' % (usage_type, ', '.join(sorted(USAGE_ELEMENT))))
+        raise LibvirtModuleError('unknown usage type %r (one of %s)' % (usage_type, ', '.join(sorted(USAGE_ELEMENT))))
     if not usage_id:
-        raise SecretError('usage_id is required')
+        raise LibvirtModuleError('usage_id is required')
     validate_uuid(uuid)
     root = ET.Element('secret', {'ephemeral': yes_no(ephemeral), 'private': yes_no(private)})
     if uuid:
@@ -70,7 +68,7 @@ def parse_secret_xml(xml):
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
-        raise SecretError('cannot parse secret XML: %s' % exc)
+        raise LibvirtModuleError('cannot parse secret XML: %s' % exc)
     usage = root.find('usage')
     usage_type = usage.get('type') if usage is not None else None
     usage_id = None
@@ -89,12 +87,12 @@ def parse_secret_xml(xml):
 def decode_value(value, encoding='text'):
     """Bytes of the secret value (``text``: UTF-8; ``base64``: decoded)."""
     if value is None or value == '':
-        raise SecretError('value must not be empty')
+        raise LibvirtModuleError('value must not be empty')
     if encoding == 'base64':
         try:
             return base64.b64decode(value.encode('ascii'), validate=True)
         except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
-            raise SecretError('value is not valid base64: %s' % exc)
+            raise LibvirtModuleError('value is not valid base64: %s' % exc)
     return value.encode('utf-8')
 
 
@@ -106,7 +104,7 @@ def fingerprint(key, usage_type, usage_id, value):
     not show the same fingerprint.
     """
     if not key:
-        raise SecretError('fingerprint_key is required with update_value=on_change')
+        raise LibvirtModuleError('fingerprint_key is required with update_value=on_change')
     msg = b'\0'.join([b'secvirt.kvm libvirt secret', usage_type.encode('utf-8'), usage_id.encode('utf-8'), value])
     return hmac.new(key.encode('utf-8'), msg, hashlib.sha256).hexdigest()
 

@@ -205,6 +205,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+from ansible_collections.secvirt.kvm.plugins.module_utils import audit_kernel
 from ansible_collections.secvirt.kvm.plugins.module_utils import audit_rules
 
 
@@ -296,7 +297,7 @@ def main():
         if rc != 0:
             module.fail_json(msg='auditctl -l failed: %s' % (err or out).strip(), **result)
         managed = [g.get('key') for g in p['groups'] if g.get('key')]
-        result['loaded'] = audit_rules.compare_loaded(rendered.rules, out, managed)
+        result['loaded'] = audit_kernel.compare_loaded(rendered.rules, out, managed)
     module.exit_json(**result)
 
 

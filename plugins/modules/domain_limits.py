@@ -18,15 +18,10 @@ description:
   - Writes the persistent definition and, when the guest runs and O(live=true), the running guest.
   - Only the options given are managed; others keep their value.
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
+  - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   domain:
     description: Name of the guest.

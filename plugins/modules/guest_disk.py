@@ -47,13 +47,8 @@ options:
     choices: [present, query]
     default: present
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
+  - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 seealso:
   - module: secvirt.kvm.luks_volume
   - module: secvirt.kvm.image_check
@@ -115,18 +110,10 @@ domain_state:
   sample: shut off
 '''
 
-import traceback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import DiskError, run_guest_disk
-
-LIBVIRT_IMPORT_ERROR = None
-try:
-    import libvirt
-except ImportError:
-    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
-    libvirt = None
+from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import run_guest_disk
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
 
 
 def main():
@@ -141,25 +128,12 @@ def main():
         required_if=[('state', 'present', ['dev'])],
         supports_check_mode=True,
     )
-    if libvirt is None:
-        module.fail_json(msg=missing_required_lib('libvirt-python (python3-libvirt)'), exception=LIBVIRT_IMPORT_ERROR)
     p = module.params
     # A change needs a read-write connection, also to read the definition with
     # its graphics passwords (VIR_DOMAIN_XML_SECURE) so that they survive it.
     writing = p['state'] == 'present' and not module.check_mode
-    try:
-        conn = libvirt.open(p['uri']) if writing else libvirt.openReadOnly(p['uri'])
-    except libvirt.libvirtError as exc:
-        module.fail_json(msg='cannot connect to libvirt at %s: %s' % (p['uri'], exc))
-    try:
-        result = run_guest_disk(conn, p, check_mode=module.check_mode, diff=module._diff)
-    except DiskError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    except libvirt.libvirtError as exc:
-        module.fail_json(msg='libvirt refused: %s' % exc)
-    finally:
-        conn.close()
-    module.exit_json(**result)
+    run_libvirt_module(module, lambda conn: run_guest_disk(conn, p, check_mode=module.check_mode, diff=module._diff),
+                       readonly=not writing)
 
 
 if __name__ == '__main__':

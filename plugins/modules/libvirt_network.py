@@ -23,15 +23,10 @@ description:
     that one task does what the vlan_bridges role relies on - compare the whole definition, redefine it in
     place keeping the uuid, and never restart a network that guests are attached to without O(force).
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
+  - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   name:
     description: Name of the libvirt network.
@@ -103,20 +98,10 @@ ports:
   elements: str
 '''
 
-import traceback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_network import (
-    LibvirtNetworkError, run_network,
-)
-
-LIBVIRT_IMPORT_ERROR = None
-try:
-    import libvirt
-except ImportError:
-    libvirt = None
-    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_network import run_network
 
 
 def main():
@@ -133,32 +118,7 @@ def main():
         required_if=[('state', 'present', ('bridge',))],
         supports_check_mode=True,
     )
-    if libvirt is None:
-        module.fail_json(msg=missing_required_lib('libvirt-python (python3-libvirt)'),
-                         exception=LIBVIRT_IMPORT_ERROR)
-    # libvirt prints its errors on stderr by default; they belong in msg.
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    try:
-        if module.check_mode:
-            conn = libvirt.openReadOnly(module.params['uri'])
-        else:
-            conn = libvirt.open(module.params['uri'])
-    except libvirt.libvirtError as exc:
-        module.fail_json(msg='cannot connect to %s: %s' % (module.params['uri'], exc.get_error_message()))
-    try:
-        result = run_network(conn, module.params, check_mode=module.check_mode)
-    except LibvirtNetworkError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    except libvirt.libvirtError as exc:
-        module.fail_json(msg='libvirt error: %s' % exc.get_error_message())
-    finally:
-        conn.close()
-    for warning in result.pop('warnings', []):
-        module.warn(warning)
-    diff = result.pop('diff', None)
-    if module._diff and diff is not None:
-        result['diff'] = diff
-    module.exit_json(**result)
+    run_libvirt_module(module, lambda conn: run_network(conn, module.params, check_mode=module.check_mode))
 
 
 if __name__ == '__main__':

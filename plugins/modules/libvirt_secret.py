@@ -106,6 +106,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    details: Reads over a read-only connection; only whether a non-private secret has a value is asked over a read-write one.
   diff_mode:
     support: full
     details: The diff shows the secret's XML, never its value.
@@ -167,12 +168,12 @@ ephemeral:
   sample: true
 '''
 
-import traceback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
+    LibvirtModuleError, error_code, error_message, open_connection, require_libvirt, run_libvirt_module,
+)
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_secret import (
-    SecretError,
     USAGE_ELEMENT,
     build_secret_xml,
     compose_description,
@@ -183,11 +184,9 @@ from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_secret import 
     validate_uuid,
 )
 
-LIBVIRT_IMPORT_ERROR = None
 try:
     import libvirt
-except ImportError:
-    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+except ImportError:  # require_libvirt() reports it
     libvirt = None
 
 USAGE_CONSTANTS = {'volume': 'VIR_SECRET_USAGE_TYPE_VOLUME', 'ceph': 'VIR_SECRET_USAGE_TYPE_CEPH',
@@ -204,7 +203,7 @@ def lookup(conn, params):
         usage = getattr(libvirt, USAGE_CONSTANTS[params['usage_type']])
         return conn.secretLookupByUsage(usage, params['usage_id'])
     except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+        if error_code(exc) == libvirt.VIR_ERR_NO_SECRET:
             return None
         raise
 
@@ -220,10 +219,27 @@ def probe_value(secret):
     try:
         secret.value(0)
     except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+        if error_code(exc) == libvirt.VIR_ERR_NO_SECRET:
             return False
         return None
     return True
+
+
+def probe_value_in_check_mode(module, existing):
+    """probe_value() for check mode, whose connection is read-only.
+
+    libvirt refuses virSecretGetValue on a read-only connection, so whether a
+    non-private secret has a value is asked over a read-write connection
+    opened for that one call (and closed at once); nothing else is read or
+    changed over it. A private secret never says, so it needs none.
+    """
+    if existing['private']:
+        return None
+    conn = open_connection(module.params['uri'])
+    try:
+        return probe_value(lookup(conn, module.params))
+    finally:
+        conn.close()
 
 
 def set_value(secret, value, defined_now):
@@ -240,10 +256,91 @@ def set_value(secret, value, defined_now):
         try:
             secret.undefine()
         except libvirt.libvirtError as undo:
-            raise SecretError('libvirt refused the value: %s; the secret defined by this run could not be '
-                              'undefined again (%s) and is left without a value' % (exc, undo))
-        raise SecretError('libvirt refused the value: %s; the secret defined by this run was undefined '
-                          'again, so the next run starts over' % exc)
+            raise LibvirtModuleError('libvirt refused the value: %s; the secret defined by this run could not be '
+                                     'undefined again (%s) and is left without a value'
+                                     % (error_message(exc), error_message(undo)))
+        raise LibvirtModuleError('libvirt refused the value: %s; the secret defined by this run was undefined '
+                                 'again, so the next run starts over' % error_message(exc))
+
+
+def run_secret(module, conn, value):
+    """Bring one secret to the wanted state over ``conn``; the module result."""
+    p = module.params
+    result = dict(changed=False, uuid=None, value_set=False, reasons=[], has_value=None, ephemeral=None,
+                  warnings=[])
+    try:
+        secret = lookup(conn, p)
+        before_xml = secret.XMLDesc(0) if secret else ''
+        existing = parse_secret_xml(before_xml) if secret else None
+        if existing:
+            result['uuid'] = existing['uuid']
+            if p['uuid'] and (existing['usage_type'], existing['usage_id']) != (p['usage_type'], p['usage_id']):
+                raise LibvirtModuleError('secret %s exists with usage %s %s, not %s %s'
+                                         % (p['uuid'], existing['usage_type'], existing['usage_id'],
+                                            p['usage_type'], p['usage_id']))
+
+        if p['state'] == 'absent':
+            if secret:
+                result.update(changed=True, reasons=['state=absent'])
+                if not module.check_mode:
+                    secret.undefine()
+            result['diff'] = dict(before=before_xml, after='')
+            return result
+
+        if not p['ephemeral'] and conn.getLibVersion() < ENCRYPTED_AT_REST_VERSION:
+            result['warnings'].append('libvirt %d stores the value of a persistent secret base64-encoded, not '
+                                      'encrypted, in /etc/libvirt/secrets/; keep ephemeral=true to keep it off the '
+                                      'disk' % conn.getLibVersion())
+        new_fp = None
+        if p['update_value'] == 'on_change':
+            new_fp = fingerprint(p['fingerprint_key'], p['usage_type'], p['usage_id'], value)
+        wanted = dict(ephemeral=p['ephemeral'], private=p['private'], description=p['description'],
+                      usage_type=p['usage_type'], usage_id=p['usage_id'])
+        if not secret:
+            has_value = False
+        elif module.check_mode:
+            has_value = probe_value_in_check_mode(module, existing)
+        else:
+            has_value = probe_value(secret)
+        define, undefine_first, value_needed, reasons = plan(existing, wanted, p['update_value'], new_fp, has_value)
+        uuid = p['uuid'] or (existing['uuid'] if existing else None)
+        new_xml = build_secret_xml(p['usage_type'], p['usage_id'], compose_description(p['description'], new_fp),
+                                   p['ephemeral'], p['private'], uuid)
+        result.update(changed=define or value_needed, value_set=value_needed, reasons=reasons,
+                      has_value=has_value, ephemeral=p['ephemeral'])
+        if value_needed and p['ephemeral']:
+            result['warnings'].append(
+                'libvirt secret %s %s is ephemeral: libvirt drops it (definition and value) when libvirtd '
+                '(virtsecretd on a modular host) stops or restarts, also when a handler restarts it later '
+                'in this play; run this task again after such a restart, before starting the guests '
+                'that need the secret' % (p['usage_type'], p['usage_id']))
+        if not module.check_mode:
+            defined_now = False
+            if undefine_first:
+                secret.undefine()
+            if define and (secret is None or undefine_first):
+                secret = conn.secretDefineXML(new_xml, 0)
+                defined_now = True
+            if value_needed:
+                # an existing secret gets its value before its new description: a
+                # fingerprint must not announce a value that setValue then refused
+                set_value(secret, value, defined_now)
+            if define and not defined_now:
+                secret = conn.secretDefineXML(new_xml, 0)
+            result['uuid'] = secret.UUIDString()
+        after = before_xml
+        if define:
+            after = secret.XMLDesc(0) if not module.check_mode else new_xml
+        result['diff'] = dict(before=before_xml, after=after)
+    except LibvirtModuleError as exc:
+        exc.details = dict(result, **exc.details)
+        exc.details.pop('warnings', None)
+        raise
+    except libvirt.libvirtError as exc:
+        details = dict(result)
+        details.pop('warnings', None)
+        raise LibvirtModuleError('libvirt refused: %s' % error_message(exc), **details)
+    return result
 
 
 def main():
@@ -265,87 +362,15 @@ def main():
         required_if=[('state', 'present', ['value']), ('update_value', 'on_change', ['fingerprint_key'])],
         supports_check_mode=True,
     )
-    if libvirt is None:
-        module.fail_json(msg=missing_required_lib('libvirt-python (python3-libvirt)'), exception=LIBVIRT_IMPORT_ERROR)
+    require_libvirt(module)
     p = module.params
     try:
         validate_uuid(p['uuid'])
         value = decode_value(p['value'], p['value_encoding']) if p['state'] == 'present' else None
-    except SecretError as exc:
-        module.fail_json(msg=str(exc))
-
-    try:
-        conn = libvirt.open(p['uri'])
-    except libvirt.libvirtError as exc:
-        module.fail_json(msg='cannot connect to libvirt at %s: %s' % (p['uri'], exc))
-
-    result = dict(changed=False, uuid=None, value_set=False, reasons=[], has_value=None, ephemeral=None)
-    try:
-        secret = lookup(conn, p)
-        before_xml = secret.XMLDesc(0) if secret else ''
-        existing = parse_secret_xml(before_xml) if secret else None
-        if existing:
-            result['uuid'] = existing['uuid']
-            if p['uuid'] and (existing['usage_type'], existing['usage_id']) != (p['usage_type'], p['usage_id']):
-                module.fail_json(msg='secret %s exists with usage %s %s, not %s %s'
-                                 % (p['uuid'], existing['usage_type'], existing['usage_id'],
-                                    p['usage_type'], p['usage_id']))
-
-        if p['state'] == 'absent':
-            if secret:
-                result.update(changed=True, reasons=['state=absent'])
-                if not module.check_mode:
-                    secret.undefine()
-            if module._diff:
-                result['diff'] = dict(before=before_xml, after='')
-            module.exit_json(**result)
-
-        if not p['ephemeral'] and conn.getLibVersion() < ENCRYPTED_AT_REST_VERSION:
-            module.warn('libvirt %d stores the value of a persistent secret base64-encoded, not encrypted, in '
-                        '/etc/libvirt/secrets/; keep ephemeral=true to keep it off the disk' % conn.getLibVersion())
-        new_fp = None
-        if p['update_value'] == 'on_change':
-            new_fp = fingerprint(p['fingerprint_key'], p['usage_type'], p['usage_id'], value)
-        wanted = dict(ephemeral=p['ephemeral'], private=p['private'], description=p['description'],
-                      usage_type=p['usage_type'], usage_id=p['usage_id'])
-        has_value = probe_value(secret) if secret else False
-        define, undefine_first, value_needed, reasons = plan(existing, wanted, p['update_value'], new_fp, has_value)
-        uuid = p['uuid'] or (existing['uuid'] if existing else None)
-        new_xml = build_secret_xml(p['usage_type'], p['usage_id'], compose_description(p['description'], new_fp),
-                                   p['ephemeral'], p['private'], uuid)
-        result.update(changed=define or value_needed, value_set=value_needed, reasons=reasons,
-                      has_value=has_value, ephemeral=p['ephemeral'])
-        if value_needed and p['ephemeral']:
-            module.warn('libvirt secret %s %s is ephemeral: libvirt drops it (definition and value) when libvirtd '
-                        '(virtsecretd on a modular host) stops or restarts, also when a handler restarts it later '
-                        'in this play; run this task again after such a restart, before starting the guests '
-                        'that need the secret' % (p['usage_type'], p['usage_id']))
-        if not module.check_mode:
-            defined_now = False
-            if undefine_first:
-                secret.undefine()
-            if define and (secret is None or undefine_first):
-                secret = conn.secretDefineXML(new_xml, 0)
-                defined_now = True
-            if value_needed:
-                # an existing secret gets its value before its new description: a
-                # fingerprint must not announce a value that setValue then refused
-                set_value(secret, value, defined_now)
-            if define and not defined_now:
-                secret = conn.secretDefineXML(new_xml, 0)
-            result['uuid'] = secret.UUIDString()
-        if module._diff:
-            after = before_xml
-            if define:
-                after = secret.XMLDesc(0) if not module.check_mode else new_xml
-            result['diff'] = dict(before=before_xml, after=after)
-    except libvirt.libvirtError as exc:
-        module.fail_json(msg='libvirt refused: %s' % exc, **result)
-    except SecretError as exc:
-        module.fail_json(msg=str(exc), **result)
-    finally:
-        conn.close()
-    module.exit_json(**result)
+    except LibvirtModuleError as exc:
+        module.fail_json(msg=exc.msg)
+    # read-only in check mode (see probe_value_in_check_mode for the one exception)
+    run_libvirt_module(module, lambda conn: run_secret(module, conn, value))
 
 
 if __name__ == '__main__':

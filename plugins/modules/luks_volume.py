@@ -160,17 +160,12 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
+  - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
 requirements:
   - cryptsetup 2.4 or later (C(cryptsetup-bin) on Debian), blkid and wipefs (util-linux), dmsetup
   - libvirt-python (C(python3-libvirt)) to name the guests that use a volume; without it the module
     relies on the device-mapper open count, which a running guest also raises
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 notes:
   - A passphrase is tested with every run; with the defaults each test costs about two seconds and up to 1 GiB of RAM.
   - Opening a volume needs its passphrase, which is the point of the encryption - an attacker with the disks
@@ -264,34 +259,25 @@ luks:
 '''
 
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import (
-    DiskError,
-    guests_using,
-    libvirt_domains,
+from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import guests_using, libvirt_domains
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
+    HAS_LIBVIRT, LibvirtModuleError, error_message, open_connection,
 )
 from ansible_collections.secvirt.kvm.plugins.module_utils.luks import (
     LuksError,
-    LuksVolume,
     MIN_PASSPHRASE,
-    Runner,
     dump_json_argv,
     parse_luks2_json,
     refuse_absent_without_wipe,
     validate_min_length,
     validate_passphrase,
 )
+from ansible_collections.secvirt.kvm.plugins.module_utils.luks_plan import LuksVolume, Runner
 
 LOCAL_SOCKETS = ('/run/libvirt/libvirt-sock-ro', '/run/libvirt/virtqemud-sock-ro')
-LIBVIRT_IMPORT_ERROR = None
-try:
-    import libvirt
-except ImportError:
-    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
-    libvirt = None
 
 
 def main():
@@ -348,21 +334,24 @@ def main():
         return module.run_command(argv, data=data, environ_update={'LC_ALL': 'C'})
 
     def find_guests(path):
-        if libvirt is None:
+        if not HAS_LIBVIRT:
             module.warn('%s; relying on the device-mapper open count to see whether a guest uses %s'
                         % (missing_required_lib('libvirt-python'), path))
             return []
         if p['uri'] == 'qemu:///system' and not any(os.path.exists(sock) for sock in LOCAL_SOCKETS):
             return []  # no libvirt daemon on this host, so no libvirt guest
         try:
-            conn = libvirt.openReadOnly(p['uri'])
-        except libvirt.libvirtError as exc:
-            module.warn('cannot ask libvirt (%s) which guests use %s: %s' % (p['uri'], path, exc))
+            conn = open_connection(p['uri'], readonly=True)
+        except LibvirtModuleError as exc:
+            module.warn('cannot ask libvirt (%s) which guests use %s: %s' % (p['uri'], path, exc.msg))
             return []
         try:
             return guests_using(libvirt_domains(conn), path)
-        except (libvirt.libvirtError, DiskError) as exc:
-            module.warn('cannot list the guests using %s: %s' % (path, exc))
+        except LibvirtModuleError as exc:
+            module.warn('cannot list the guests using %s: %s' % (path, exc.msg))
+            return []
+        except Exception as exc:  # libvirt.libvirtError
+            module.warn('cannot list the guests using %s: %s' % (path, error_message(exc)))
             return []
         finally:
             conn.close()

@@ -29,15 +29,10 @@ description:
     loaded and C(net.bridge.bridge-nf-call-iptables) (C(bridge-nf-call-ip6tables)) set to 1. See
     O(bridge_netfilter).
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
+  - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   name:
     description:

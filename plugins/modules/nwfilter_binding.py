@@ -25,15 +25,10 @@ description:
     module resolves the filter and every filter it includes (C(<filterref>), read-only), reads these settings
     on the host and says when layer-3/4 rules would not be in force (O(bridge_netfilter)).
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
+  - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   domain:
     description: Name of the guest.

@@ -26,15 +26,10 @@ description:
   - Reports the labels the security drivers really gave the running qemu process
     (virDomainGetSecurityLabelList), so that a play can check them against the disk images.
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
+  - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   domain:
     description: Name of the guest.

@@ -35,12 +35,7 @@ description:
 author:
   - secvirt.kvm contributors (@secvirt)
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - secvirt.kvm.attributes.full
 options:
   backend:
     description:
@@ -167,9 +162,9 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.vlan_bridge import (
-    Host, VlanBridgeError, run_vlan_bridges,
-)
+from ansible_collections.secvirt.kvm.plugins.module_utils.vlan_bridge import VlanBridgeError
+from ansible_collections.secvirt.kvm.plugins.module_utils.vlan_bridge_apply import run_vlan_bridges
+from ansible_collections.secvirt.kvm.plugins.module_utils.vlan_bridge_host import Host
 
 
 def main():

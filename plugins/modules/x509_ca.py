@@ -62,12 +62,7 @@ options:
     type: int
     default: 180
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - secvirt.kvm.attributes.full
 requirements:
   - cryptography >= 38.0 (Python library) on the host that runs the module
 author:
@@ -127,6 +122,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_files as xf
 
 
 def main():
@@ -152,8 +148,8 @@ def main():
     result = dict(changed=False, created=False)
 
     try:
-        cert_data = x.read_file(p['cert_path'])
-        key_data = x.read_file(p['key_path'])
+        cert_data = xf.read_file(p['cert_path'])
+        key_data = xf.read_file(p['key_path'])
         if cert_data is None and key_data is None:
             if not p['create']:
                 module.fail_json(msg='no CA at %s / %s and create=false' % (p['cert_path'], p['key_path']))
@@ -171,8 +167,8 @@ def main():
                     module.fail_json(msg='directory of %s does not exist' % path)
             key, cert = x.create_ca(p['key_type'], p['subject'], p['validity_days'])
             # key first: a certificate without its key would be reused next run
-            x.atomic_write(p['key_path'], x.private_key_pem(key, p['passphrase']), 0o600)
-            x.atomic_write(p['cert_path'], x.certificate_pem(cert), 0o644)
+            xf.atomic_write(p['key_path'], x.private_key_pem(key, p['passphrase']), 0o600)
+            xf.atomic_write(p['cert_path'], x.certificate_pem(cert), 0o644)
             os.chmod(p['cert_path'], 0o644)
             encrypted = True
         elif cert_data is None or key_data is None:

@@ -106,12 +106,7 @@ options:
         type: bool
         default: false
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - secvirt.kvm.attributes.full
 requirements:
   - cryptography >= 38.0 (Python library; C(python3-cryptography) on Debian) on the managed host
 author:
@@ -184,6 +179,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_files as xf
 
 COPY_SPEC = dict(
     path=dict(type='path', required=True),
@@ -198,7 +194,7 @@ def validate(entries, check_mode=False):
 
     Every path (keys, copies, the current certificate) must be safe to use as
     root: no component a symlink a user could have planted, the file itself
-    not a symlink at all (see x509.check_path). A missing directory is fine in
+    not a symlink at all (see x509_files.check_path). A missing directory is fine in
     check mode: the play's preceding (also simulated) task would have created it.
     """
     errors = []
@@ -210,11 +206,11 @@ def validate(entries, check_mode=False):
                 raise x.X509Error('duplicate name')
             names.add(where)
             for target in [entry] + entry['copies']:
-                x.parse_mode(target['mode'], target['path'])
-                x.resolve_owner(target['owner'], target['group'])
-                x.check_path(target['path'], missing_ok=check_mode)
+                xf.parse_mode(target['mode'], target['path'])
+                xf.resolve_owner(target['owner'], target['group'])
+                xf.check_path(target['path'], missing_ok=check_mode)
             if entry['cert_path']:
-                x.check_path(entry['cert_path'], missing_ok=True)
+                xf.check_path(entry['cert_path'], missing_ok=True)
             x.build_name(entry['subject'])
             x.normalize_sans(entry['dns'], entry['ip'])
         except x.X509Error as exc:
@@ -253,32 +249,32 @@ def main():
     before, after = [], []
     try:
         for entry in module.params['keys']:
-            key, reason, data = x.plan_key(entry['path'], entry['type'], entry['regenerate'])
+            key, reason, data = xf.plan_key(entry['path'], entry['type'], entry['regenerate'])
             pem = data
             if key is None:
                 key = x.generate_private_key(entry['type'])
                 pem = x.private_key_pem(key)
             for target in [entry] + entry['copies']:
-                current = data if target is entry else x.read_file(target['path'])
-                before.append(x.file_summary(target['path'], current))
+                current = data if target is entry else xf.read_file(target['path'])
+                before.append(xf.file_summary(target['path'], current))
                 if current != pem:
                     changed = True
                     if not module.check_mode:
-                        x.atomic_write(target['path'], pem, x.parse_mode(target['mode']))
+                        xf.atomic_write(target['path'], pem, xf.parse_mode(target['mode']))
                 # through the file's descriptor, never a link; in check mode this only
                 # reports whether owner/group/mode would change
-                uid, gid = x.resolve_owner(target['owner'], target['group'])
-                if x.set_attributes(target['path'], uid, gid, x.parse_mode(target['mode']), module.check_mode):
+                uid, gid = xf.resolve_owner(target['owner'], target['group'])
+                if xf.set_attributes(target['path'], uid, gid, xf.parse_mode(target['mode']), module.check_mode):
                     changed = True
                 if module.check_mode:
                     after.append('%s: %s key %s mode %s owner %s:%s\n' % (
                         target['path'], entry['type'], x.public_key_fingerprint(key)[:23],
                         target['mode'], target['owner'], target['group']))
                 else:
-                    after.append(x.file_summary(target['path'], pem))
+                    after.append(xf.file_summary(target['path'], pem))
             current_cert = ''
             if entry['cert_path']:
-                current_cert = (x.read_file(entry['cert_path']) or b'').decode('ascii', 'replace')
+                current_cert = (xf.read_file(entry['cert_path']) or b'').decode('ascii', 'replace')
             requests[entry['name']] = dict(
                 csr=x.csr_pem(x.build_csr(key, entry['subject'], entry['dns'], entry['ip'])).decode('ascii'),
                 public_key_fingerprint=x.public_key_fingerprint(key),

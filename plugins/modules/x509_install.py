@@ -104,12 +104,7 @@ options:
             type: str
             default: '0644'
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - secvirt.kvm.attributes.full
 requirements:
   - cryptography >= 38.0 (Python library; C(python3-cryptography) on Debian) on the managed host
 author:
@@ -145,6 +140,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_files as xf
 
 FILE_SPEC = dict(
     path=dict(type='path', required=True),
@@ -169,7 +165,7 @@ def check(module):
             cert = x.load_certificate(item['certificate'])
             key = None
             if item['key_path']:
-                data = x.read_file(item['key_path'])
+                data = xf.read_file(item['key_path'])
                 if data is None and not module.check_mode:
                     raise x.X509Error('private key %s does not exist' % item['key_path'])
                 if data is not None:
@@ -186,10 +182,10 @@ def check(module):
     for _pem, files in plan:
         for f in files:
             try:
-                x.parse_mode(f['mode'], f['path'], secret=False)
-                x.resolve_owner(f['owner'], f['group'])
-                # no symlink a user could plant, anywhere on the path (see x509.check_path)
-                x.check_path(f['path'], missing_ok=module.check_mode)
+                xf.parse_mode(f['mode'], f['path'], secret=False)
+                xf.resolve_owner(f['owner'], f['group'])
+                # no symlink a user could plant, anywhere on the path (see x509_files.check_path)
+                xf.check_path(f['path'], missing_ok=module.check_mode)
             except x.X509Error as exc:
                 errors.append(str(exc))
     if errors:
@@ -222,22 +218,22 @@ def main():
     try:
         for pem, files in plan:
             for f in files:
-                current = x.read_file(f['path'])
+                current = xf.read_file(f['path'])
                 changed = current != pem
                 if changed:
-                    before.append(x.file_summary(f['path'], current, 'certificate'))
+                    before.append(xf.file_summary(f['path'], current, 'certificate'))
                     if not module.check_mode:
-                        x.atomic_write(f['path'], pem, x.parse_mode(f['mode'], secret=False))
+                        xf.atomic_write(f['path'], pem, xf.parse_mode(f['mode'], secret=False))
                 # through the file's descriptor, never a link; check mode only reports
-                uid, gid = x.resolve_owner(f['owner'], f['group'])
-                attrs_changed = x.set_attributes(f['path'], uid, gid, x.parse_mode(f['mode'], secret=False),
-                                                 module.check_mode)
+                uid, gid = xf.resolve_owner(f['owner'], f['group'])
+                attrs_changed = xf.set_attributes(f['path'], uid, gid, xf.parse_mode(f['mode'], secret=False),
+                                                  module.check_mode)
                 if attrs_changed and not changed:
                     before.append('%s: other owner, group or mode\n' % f['path'])
                 changed = changed or attrs_changed
                 if changed:
                     changed_files.append(f['path'])
-                    after.append(x.file_summary(f['path'], pem, 'certificate', with_attrs=False).rstrip('\n')
+                    after.append(xf.file_summary(f['path'], pem, 'certificate', with_attrs=False).rstrip('\n')
                                  + ' (owner %s:%s mode %s)\n' % (f['owner'], f['group'], f['mode']))
     except (x.X509Error, OSError) as exc:
         module.fail_json(msg=str(exc), exception=traceback.format_exc(), changed_files=changed_files,

@@ -119,12 +119,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - secvirt.kvm.attributes.full
 requirements:
   - cryptography >= 38.0 (Python library) on the host that runs the module
 author:
@@ -198,6 +193,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_files as xf
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_issue as xi
 
 
 def summary(info):
@@ -238,8 +235,8 @@ def main():
         module.fail_json(msg='validity_days must be positive and renew_before_days not negative')
 
     try:
-        cert_data = x.read_file(p['ca_cert_path'])
-        key_data = x.read_file(p['ca_key_path'])
+        cert_data = xf.read_file(p['ca_cert_path'])
+        key_data = xf.read_file(p['ca_key_path'])
         if cert_data is None or key_data is None:
             module.fail_json(msg='CA certificate or key missing (%s, %s); create it with secvirt.kvm.x509_ca'
                              % (p['ca_cert_path'], p['ca_key_path']))
@@ -248,9 +245,9 @@ def main():
         problems = x.check_ca(ca_cert, ca_key)
         if problems:
             module.fail_json(msg='the CA is not usable: %s' % '; '.join(problems))
-        results = x.sign_requests(ca_key, ca_cert, p['requests'], validity_days=p['validity_days'],
-                                  renew_before_days=p['renew_before_days'], min_rsa_bits=p['min_rsa_bits'],
-                                  force=p['force'])
+        results = xi.sign_requests(ca_key, ca_cert, p['requests'], validity_days=p['validity_days'],
+                                   renew_before_days=p['renew_before_days'], min_rsa_bits=p['min_rsa_bits'],
+                                   force=p['force'])
     except x.X509Error as exc:
         module.fail_json(msg=str(exc), exception=traceback.format_exc())
 

@@ -111,13 +111,14 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_files as xf
 
 
 def check_one(item, min_days_left):
     out = dict(cert_path=item['cert_path'], ok=False, problems=[], subject='', not_after='')
     try:
-        data = x.read_file(item['cert_path'])
-        ca_data = x.read_file(item['ca_path'])
+        data = xf.read_file(item['cert_path'])
+        ca_data = xf.read_file(item['ca_path'])
         if data is None:
             raise x.X509Error('missing')
         if ca_data is None:
@@ -126,7 +127,7 @@ def check_one(item, min_days_left):
         ca = x.load_certificate(ca_data)
         key = None
         if item['key_path']:
-            key_data = x.read_file(item['key_path'])
+            key_data = xf.read_file(item['key_path'])
             if key_data is None:
                 raise x.X509Error('private key %s missing' % item['key_path'])
             key = x.load_private_key(key_data)

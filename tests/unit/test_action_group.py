@@ -26,6 +26,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(PLAYBOOK), reason="ansible-pl
 def modules_with_a_uri_option():
     found = set()
     for name in os.listdir(os.path.join(ROOT, "plugins", "modules")):
+        if not name.endswith(".py"):  # e.g. a __pycache__ left by py_compile
+            continue
         with open(os.path.join(ROOT, "plugins", "modules", name)) as fh:
             text = fh.read()
         if re.search(r"^\s+uri=dict\(", text, re.M):

@@ -5,6 +5,7 @@ import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
+from ansible_collections.secvirt.kvm.plugins.module_utils import audit_kernel as ak
 from ansible_collections.secvirt.kvm.plugins.module_utils import audit_rules as ar
 
 ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles", "audit")
@@ -98,17 +99,18 @@ def test_tls_rules_follow_the_pki_paths():
     assert not any("libvirt-spice" in r or "/etc/pki/qemu/" in r for r in rules)
 
 
-def test_modular_daemons_and_rhel_paths():
-    groups, subjects = role_data("RedHat", "modular")
-    host = debian_host(users=("qemu",), exes=["/usr/sbin/virtqemud", "/usr/sbin/virtproxyd", "/usr/sbin/virtlogd"])
+def test_modular_daemons():
+    groups, subjects = role_data("Debian", "modular")
+    host = debian_host(users=("libvirt-qemu",),
+                       exes=["/usr/sbin/virtqemud", "/usr/sbin/virtproxyd", "/usr/sbin/virtlogd"])
     rules = ar.render(groups, subjects, host).rules
-    assert "-a always,exit -F path=/usr/libexec/qemu-kvm -F perm=x -F key=virt_qemu_exec" in rules
+    assert "-a always,exit -F path=/usr/bin/qemu-system-x86_64 -F perm=x -F key=virt_qemu_exec" in rules
     assert "-a always,exit -F path=/usr/sbin/virtqemud -F perm=x -F key=virt_libvirtd_exec" in rules
-    assert "-a always,exit -F path=/etc/sysconfig/libvirtd -F perm=wa -F key=virt_libvirt_cfg" in rules
+    assert "-a always,exit -F path=/etc/default/libvirtd -F perm=wa -F key=virt_libvirt_cfg" in rules
     assert "-a never,exit -F path=/etc/pki/libvirt/private/serverkey.pem -F perm=rwa -F exe=/usr/sbin/virtproxyd" \
         in rules
     assert "-a never,exit -F dir=/var/log/libvirt -F perm=wa -F exe=/usr/sbin/virtqemud" in rules
-    assert "-a never,exit -F path=/dev/kvm -F perm=rw -F uid=qemu" in rules
+    assert "-a never,exit -F path=/dev/kvm -F perm=rw -F uid=libvirt-qemu" in rules
 
 
 def test_selinux_host_gets_the_seed_subject_and_object_types():
@@ -260,52 +262,52 @@ OURS = [
 
 
 def test_canonical_matches_auditctl_listing():
-    listed = [ar.canonical(line, uid_of) for line in LISTED.splitlines()]
+    listed = [ak.canonical(line, uid_of) for line in LISTED.splitlines()]
     for line in OURS:
-        assert ar.canonical(line, uid_of) in listed, line
+        assert ak.canonical(line, uid_of) in listed, line
     # the 2012 spelling and -k mean the same
-    assert ar.canonical("-a exit,always -F path=/usr/bin/qemu-system-x86_64 -F perm=x -k virt_qemu_exec", uid_of) \
-        == ar.canonical(OURS[7], uid_of)
+    assert ak.canonical("-a exit,always -F path=/usr/bin/qemu-system-x86_64 -F perm=x -k virt_qemu_exec", uid_of) \
+        == ak.canonical(OURS[7], uid_of)
     # exe!= is listed as exe= by auditctl 3.0: compared without the operator
-    assert ar.canonical("-a always,exit -F path=/tmp/t/f -F exe!=/usr/bin/cat -k tcat", uid_of) == listed[-1]
+    assert ak.canonical("-a always,exit -F path=/tmp/t/f -F exe!=/usr/bin/cat -k tcat", uid_of) == listed[-1]
     # different perm, action or arch are different rules
-    assert ar.canonical("-w /etc/libvirt -p w -k virt_libvirt_cfg") != listed[0]
-    assert ar.canonical("-a never,exit -F dir=/etc/libvirt -F perm=wa -F key=virt_libvirt_cfg") != listed[0]
-    assert ar.canonical(OURS[5].replace("b64", "b32"), uid_of) != ar.canonical(OURS[5], uid_of)
+    assert ak.canonical("-w /etc/libvirt -p w -k virt_libvirt_cfg") != listed[0]
+    assert ak.canonical("-a never,exit -F dir=/etc/libvirt -F perm=wa -F key=virt_libvirt_cfg") != listed[0]
+    assert ak.canonical(OURS[5].replace("b64", "b32"), uid_of) != ak.canonical(OURS[5], uid_of)
     for junk in ("", "# comment", "-D", "-b 8192", "No rules", "-a always,exit -F ???"):
-        assert ar.canonical(junk) is None
+        assert ak.canonical(junk) is None
 
 
 def test_compare_loaded():
     keys = ["virt_libvirt_cfg", "virt_runtime_change", "virt_qemu_crossdomain", "virt_qemu_exec",
             "virt_image_change", "virt_tls_cert"]
-    res = ar.compare_loaded(OURS, LISTED, keys, uid_of)
+    res = ak.compare_loaded(OURS, LISTED, keys, uid_of)
     assert res == {"in_sync": True, "missing": [], "unexpected": []}
     # a group switched off in the file but still loaded, and a rule not loaded yet
     fewer = [r for r in OURS if "virt_qemu_exec" not in r] + [
         "-a always,exit -F path=/etc/pki/CA/cacert.pem -F perm=wa -F key=virt_tls_cert"]
-    res = ar.compare_loaded(fewer, LISTED, keys, uid_of)
+    res = ak.compare_loaded(fewer, LISTED, keys, uid_of)
     assert not res["in_sync"]
     assert res["missing"] == ["-a always,exit -F path=/etc/pki/CA/cacert.pem -F perm=wa -F key=virt_tls_cert"]
     assert res["unexpected"] == ["-w /usr/bin/qemu-system-x86_64 -p x -k virt_qemu_exec"]
     # rules of other keys (someone else's) are none of our business
     assert "tcat" not in str(res)
-    assert ar.compare_loaded([], "No rules\n", keys)["in_sync"]
+    assert ak.compare_loaded([], "No rules\n", keys)["in_sync"]
 
 
 def test_parse_status():
     text = ("enabled 1\nfailure 1\npid 1756\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0\n"
             "backlog_wait_time 60000\nbacklog_wait_time_actual 0\nloginuid_immutable 0 unlocked\n")
-    st = ar.parse_status(text)
+    st = ak.parse_status(text)
     assert st["enabled"] == 1 and st["backlog_limit"] == 8192 and st["loginuid_immutable"] == "0 unlocked"
-    assert ar.parse_status("") == {}
+    assert ak.parse_status("") == {}
 
 
 def test_normalize_perm_and_real_uid_lookup():
     assert ar.normalize_perm("axwr") == "rwxa"
     with pytest.raises(ar.RuleError):
         ar.normalize_perm("")
-    assert ar._uid_of("root") == "0"
-    assert ar._uid_of("1234") == "1234"
-    assert ar._uid_of("no-such-user-here") == "no-such-user-here"
+    assert ak._uid_of("root") == "0"
+    assert ak._uid_of("1234") == "1234"
+    assert ak._uid_of("no-such-user-here") == "no-such-user-here"
     assert ar._user_exists("root") and not ar._user_exists("no-such-user-here")

@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import bridge_netfilter as bn
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.secvirt.kvm.plugins.module_utils import nwfilter_xml as nfx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBVIRT_FILTERS = os.path.join(HERE, 'fixtures', 'libvirt-9.0-nwfilter')
@@ -34,7 +35,7 @@ def dict_lookup(filters):
 
 def test_every_libvirt_protocol_is_classified():
     classified = bn.EBTABLES_PROTOCOLS | bn.IPTABLES_PROTOCOLS | bn.IP6TABLES_PROTOCOLS
-    assert classified == set(lx.NWFILTER_PROTOCOLS)
+    assert classified == set(nfx.NWFILTER_PROTOCOLS)
     assert not bn.EBTABLES_PROTOCOLS & bn.IPTABLES_PROTOCOLS
     assert not bn.IPTABLES_PROTOCOLS & bn.IP6TABLES_PROTOCOLS
     assert bn.EBTABLES_PROTOCOLS == {'mac', 'vlan', 'stp', 'arp', 'rarp', 'ip', 'ipv6'}

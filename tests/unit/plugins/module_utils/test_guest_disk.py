@@ -4,6 +4,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import guest_disk as G
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import LibvirtModuleError
 
 DOMAIN = """<domain type='qemu'>
   <name>kvm01</name>
@@ -50,15 +51,15 @@ def test_disk_facts():
 
 
 def test_missing_disk_names_the_alternatives():
-    with pytest.raises(G.DiskError) as err:
+    with pytest.raises(LibvirtModuleError) as err:
         G.disk_facts(DOMAIN, 'vdz')
     assert 'has: vda, sda, vdb, vdc' in str(err.value)
-    with pytest.raises(G.DiskError):
+    with pytest.raises(LibvirtModuleError):
         G.switch_to_block(DOMAIN, 'vdz', '/dev/mapper/x')
 
 
 def test_bad_xml():
-    with pytest.raises(G.DiskError):
+    with pytest.raises(LibvirtModuleError):
         G.parse_domain('<domain>')
 
 
@@ -95,7 +96,7 @@ def test_switch_disk_without_source_or_driver():
 
 
 def test_cdrom_cannot_become_a_block_disk():
-    with pytest.raises(G.DiskError):
+    with pytest.raises(LibvirtModuleError):
         G.switch_to_block(DOMAIN, 'sda', '/dev/mapper/x')
 
 
@@ -182,10 +183,10 @@ def test_run_guest_disk_on_real_test_driver_keeps_passwords():
         assert 'Vnc-Pass-9' not in repr(result)
         assert "passwd='********'" in result['diff']['before'] and "passwd='********'" in result['diff']['after']
         assert G.run_guest_disk(conn, params)['changed'] is False
-        with pytest.raises(G.DiskError, match='no guest named nope'):
+        with pytest.raises(LibvirtModuleError, match='no guest named nope'):
             G.run_guest_disk(conn, dict(params, domain='nope'))
         dom.create()
-        with pytest.raises(G.DiskError, match='the guest is running') as err:
+        with pytest.raises(LibvirtModuleError, match='the guest is running') as err:
             G.run_guest_disk(conn, dict(params, dev='/dev/mapper/other'))
         assert err.value.details['domain_state'] == 'running'
         dom.destroy()

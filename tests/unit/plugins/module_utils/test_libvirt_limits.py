@@ -4,6 +4,7 @@ import pytest
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_common as lc
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_limits as ll
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.secvirt.kvm.plugins.module_utils import limits_xml as lmx
 
 from libvirt_fakes import FakeConn, FakeError
 
@@ -68,7 +69,7 @@ def test_desired_limits_refusals(kwargs, message):
 def test_unlimited_quota_and_memory_are_accepted():
     limits = ll.desired_limits(params(vcpu_quota=-1, memory_hard_limit='unlimited', memory_soft_limit='1G'))
     assert limits['cputune'] == {'quota': -1}
-    assert limits['memtune']['hard_limit'] == lx.MEMORY_UNLIMITED_KIB
+    assert limits['memtune']['hard_limit'] == lmx.MEMORY_UNLIMITED_KIB
 
 
 def test_inactive_guest_config_only_then_idempotent():
@@ -77,7 +78,7 @@ def test_inactive_guest_config_only_then_idempotent():
     result = ll.run_limits(conn, params(**FULL))
     assert result['changed'] and result['config_changed'] and not result['live_changed']
     assert 'live' not in result
-    limits = lx.read_limits(lx.parse_xml(dom.inactive))
+    limits = lmx.read_limits(lx.parse_xml(dom.inactive))
     assert limits['cputune'] == {'shares': 512, 'period': 100000, 'quota': 50000, 'emulator_quota': -1}
     assert limits['memtune'] == {'hard_limit': 524288, 'soft_limit': 262144, 'swap_hard_limit': 1048576}
     assert '<hard_limit unit="KiB">524288</hard_limit>' in result['diff']['after']

@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_network as ln
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import LibvirtModuleError
 
 DEFAULT_NAT = """<network>
   <name>default</name>
@@ -145,7 +146,7 @@ def test_wanted_xml_is_a_bridge_forward_network():
 
 @pytest.mark.parametrize('name,bridge', [('', 'br0'), ('a/b', 'br0'), ('web', 'b' * 16), ('web', None)])
 def test_bad_names_are_refused(name, bridge):
-    with pytest.raises(ln.LibvirtNetworkError):
+    with pytest.raises(LibvirtModuleError):
         ln.bridge_network_xml(name, bridge)
 
 
@@ -157,9 +158,9 @@ def test_canonical_ignores_uuid_whitespace_and_attribute_order():
 
 
 def test_canonical_rejects_garbage():
-    with pytest.raises(ln.LibvirtNetworkError):
+    with pytest.raises(LibvirtModuleError):
         ln.canonical('<network>')
-    with pytest.raises(ln.LibvirtNetworkError):
+    with pytest.raises(LibvirtModuleError):
         ln.canonical('<domain/>')
 
 
@@ -213,7 +214,7 @@ def test_changed_network_with_guests_attached_is_not_restarted():
 def test_nat_network_is_not_silently_converted():
     conn = FakeConn()
     conn.networks['default'] = FakeNetwork(conn, DEFAULT_NAT)
-    with pytest.raises(ln.LibvirtNetworkError, match='forward mode nat'):
+    with pytest.raises(LibvirtModuleError, match='forward mode nat'):
         ln.run_network(conn, present(name='default', bridge='br-web'))
 
 
@@ -242,7 +243,7 @@ def test_remove_refused_while_guests_are_attached():
     conn.networks['default'] = FakeNetwork(conn, DEFAULT_NAT)
     conn.networks['default'].create()
     conn.networks['default'].ports = ['p1', 'p2']
-    with pytest.raises(ln.LibvirtNetworkError, match='2 guest interface'):
+    with pytest.raises(LibvirtModuleError, match='2 guest interface'):
         ln.run_network(conn, absent())
     assert ln.run_network(conn, absent(force=True))['changed']
 

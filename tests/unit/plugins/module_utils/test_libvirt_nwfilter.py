@@ -9,6 +9,7 @@ from ansible_collections.secvirt.kvm.plugins.module_utils import bridge_netfilte
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_common as lc
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_nwfilter as nf
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.secvirt.kvm.plugins.module_utils import nwfilter_xml as nfx
 
 from libvirt_fakes import FakeConn, FakeError
 
@@ -215,7 +216,7 @@ def test_binding_persistent_only_guest(conn):
     assert [flags for _xml, flags in dom.updates] == [lc.AFFECT_CONFIG]
     iface = lx.find_interface(lx.parse_xml(dom.inactive), mac='52:54:00:aa:bb:01')
     wanted = {'CTRL_IP_LEARNING': ['none'], 'IP': ['192.168.122.50']}
-    assert lx.filterref_parameters(iface.find('filterref')) == wanted
+    assert nfx.filterref_parameters(iface.find('filterref')) == wanted
     again = nf.run_binding(conn, binding_params())
     assert again['changed'] is False and len(dom.updates) == 1
     assert 'bindings' not in again

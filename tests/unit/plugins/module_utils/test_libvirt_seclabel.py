@@ -4,6 +4,7 @@ import pytest
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_common as lc
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_seclabel as sl
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.secvirt.kvm.plugins.module_utils import seclabel_xml as slx
 
 from libvirt_fakes import FakeConn, FakeError
 
@@ -32,7 +33,7 @@ def test_static_dac_label_define_and_idempotent(conn):
     result = sl.run_seclabel(conn, params())
     assert result['changed'] and not result['restart_required'] and not result['active']
     dom = conn.domains['guest1']
-    labels = lx.domain_seclabels(dom.inactive)
+    labels = slx.domain_seclabels(dom.inactive)
     assert labels['dac'].findtext('label') == '+970:+970' and labels['dac'].get('relabel') == 'no'
     assert 'apparmor' in labels  # the other model's label stays
     assert result['host_models'] == ['apparmor', 'dac']
@@ -60,7 +61,7 @@ def test_check_mode_and_running_guest_needs_restart(conn):
 
 def test_absent_removes_label(conn):
     result = sl.run_seclabel(conn, params(model='apparmor', state='absent'))
-    assert result['changed'] and 'apparmor' not in lx.domain_seclabels(conn.domains['guest1'].inactive)
+    assert result['changed'] and 'apparmor' not in slx.domain_seclabels(conn.domains['guest1'].inactive)
     assert result['seclabel'] == ''
     assert sl.run_seclabel(conn, params(model='apparmor', state='absent'))['changed'] is False
     with pytest.raises(lc.LibvirtModuleError, match='model is required'):
@@ -148,7 +149,7 @@ def test_duplicate_pair_against_real_libvirt_test_driver(tmp_path):
     result = sl.run_seclabel(conn, params(domain='mcs-newcomer', model='selinux', require_host_model=False,
                                           label='system_u:system_r:svirt_t:s0:c33,c257'))
     assert result['changed'] and result['host_models'] == ['testSecurity']
-    stored = lx.domain_seclabels(conn.lookupByName('mcs-newcomer').XMLDesc(lc.XML_INACTIVE))['selinux']
+    stored = slx.domain_seclabels(conn.lookupByName('mcs-newcomer').XMLDesc(lc.XML_INACTIVE))['selinux']
     assert stored.findtext('label') == 'system_u:system_r:svirt_t:s0:c33,c257'
     # what libvirt stored compares equal to the request: the next run is a no-op
     again = sl.run_seclabel(conn, params(domain='mcs-newcomer', model='selinux', require_host_model=False,
@@ -179,5 +180,5 @@ def test_label_sharing_one_category_with_another_guest_refused(tmp_path):
     disjoint = 'system_u:system_r:svirt_t:s0:c33,c257'
     result = sl.run_seclabel(conn, params(label=disjoint, **args))
     assert result['changed']
-    stored = lx.domain_seclabels(conn.lookupByName('mcs-newcomer').XMLDesc(lc.XML_INACTIVE))['selinux']
+    stored = slx.domain_seclabels(conn.lookupByName('mcs-newcomer').XMLDesc(lc.XML_INACTIVE))['selinux']
     assert stored.findtext('label') == disjoint

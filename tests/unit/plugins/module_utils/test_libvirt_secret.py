@@ -2,6 +2,7 @@
 import pytest
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_secret as S
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import LibvirtModuleError
 
 UUID = '0b9a4bba-6b31-4c69-a08b-f7c7d1d7a0a1'
 WANTED = dict(ephemeral=True, private=True, description='guest03 disk', usage_type='volume',
@@ -36,13 +37,13 @@ def test_parse_libvirt_output_with_defaults():
     xml = "<secret ephemeral='no' private='yes'>\n  <uuid>%s</uuid>\n  <usage type='ceph'>\n    <name>c</name>\n  </usage>\n</secret>\n" % UUID
     assert S.parse_secret_xml(xml)['usage_type'] == 'ceph'
     assert S.parse_secret_xml('<secret/>')['usage_type'] is None
-    with pytest.raises(S.SecretError):
+    with pytest.raises(LibvirtModuleError):
         S.parse_secret_xml('<secret')
 
 
 @pytest.mark.parametrize('args', [('disk', 'x'), ('volume', ''), ('volume', 'x', None, True, True, 'not-a-uuid')])
 def test_build_refuses(args):
-    with pytest.raises(S.SecretError):
+    with pytest.raises(LibvirtModuleError):
         S.build_secret_xml(*args)
 
 
@@ -50,7 +51,7 @@ def test_decode_value():
     assert S.decode_value(u'p\u00e4ss') == u'p\u00e4ss'.encode('utf-8')
     assert S.decode_value('AQID', 'base64') == b'\x01\x02\x03'
     for bad, enc in (('', 'text'), (None, 'text'), ('***', 'base64'), (u'\u00e4', 'base64')):
-        with pytest.raises(S.SecretError):
+        with pytest.raises(LibvirtModuleError):
             S.decode_value(bad, enc)
 
 
@@ -61,7 +62,7 @@ def test_fingerprint_is_keyed_and_bound_to_the_usage():
     assert fp != S.fingerprint('k2', 'volume', '/a', b'v')
     assert fp != S.fingerprint('k1', 'volume', '/b', b'v')
     assert fp != S.fingerprint('k1', 'volume', '/a', b'w')
-    with pytest.raises(S.SecretError):
+    with pytest.raises(LibvirtModuleError):
         S.fingerprint('', 'volume', '/a', b'v')
 
 

@@ -6,6 +6,7 @@ import stat as statmod
 import pytest
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import luks as L
+from ansible_collections.secvirt.kvm.plugins.module_utils import luks_plan as P
 
 DEV = '/dev/vg/guest01_luks'
 
@@ -148,13 +149,13 @@ class FakeHost(object):
         raise AssertionError('unexpected command %r' % argv)
 
     def runner(self):
-        return L.Runner(self.run, stat_fn=self.stat, guests_using=lambda path: self.guests,
+        return P.Runner(self.run, stat_fn=self.stat, guests_using=lambda path: self.guests,
                         open_count=lambda name: self.count)
 
 
 def volume(host, **kw):
     kw.setdefault('passphrase', 'correct horse')
-    return L.LuksVolume(host.runner(), 'guest01', DEV, pbkdf_memory=65536, pbkdf_iterations=4,
+    return P.LuksVolume(host.runner(), 'guest01', DEV, pbkdf_memory=65536, pbkdf_iterations=4,
                         pbkdf_parallel=1, **kw)
 
 
@@ -442,7 +443,7 @@ def test_command_failure_is_reported():
         if argv[1] == 'luksFormat':
             return 1, '', 'Cannot format device.'
         return host.run(argv, data)
-    vol = L.LuksVolume(L.Runner(broken, stat_fn=host.stat), 'guest01', DEV, passphrase='p')
+    vol = P.LuksVolume(P.Runner(broken, stat_fn=host.stat), 'guest01', DEV, passphrase='p')
     vol.plan('opened')
     with pytest.raises(L.LuksError) as err:
         vol.apply()
@@ -450,7 +451,7 @@ def test_command_failure_is_reported():
 
 
 def test_default_runner_helpers():
-    runner = L.Runner(lambda argv, data=None: (0, '', ''))
+    runner = P.Runner(lambda argv, data=None: (0, '', ''))
     assert runner.guests_using('/dev/mapper/x') == []
     assert runner.open_count('x') is None
     assert runner.stat is os.stat

@@ -1,4 +1,4 @@
-"""Unit tests for plugins/module_utils/vlan_bridge.py against a modelled host.
+"""Unit tests for plugins/module_utils/vlan_bridge*.py against a modelled host.
 
 FakeHost models the kernel links (as `ip -d -j addr show` prints them), the
 files, /proc/sys, ifupdown with bridge-utils (ifup creates the VLAN port named
@@ -12,6 +12,8 @@ import re
 import pytest
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import vlan_bridge as vb
+from ansible_collections.secvirt.kvm.plugins.module_utils import vlan_bridge_apply as vba
+from ansible_collections.secvirt.kvm.plugins.module_utils import vlan_bridge_host as vbh
 
 IFD = vb.IFUPDOWN_DIR
 ND = vb.NETWORKD_DIR
@@ -25,7 +27,7 @@ SAMPLE_BRIDGE = {
 }
 
 
-class FakeHost(vb.Host):
+class FakeHost(vbh.Host):
     def __init__(self, backend='ifupdown'):
         super(FakeHost, self).__init__(self._dispatch, sleep=self._sleep, monotonic=self._monotonic)
         self.clock = 0.0
@@ -405,7 +407,7 @@ def test_parse_links_reads_real_iproute2_json():
             "linkinfo": {"info_kind": "vlan", "info_data": {"protocol": "802.1Q", "id": 100, "flags": ["REORDER_HDR"]},
                          "info_slave_kind": "bridge"},
             "addr_info": []}
-    links = vb.parse_links(json.dumps([SAMPLE_BRIDGE, vlan]))
+    links = vbh.parse_links(json.dumps([SAMPLE_BRIDGE, vlan]))
     assert links['br100'].kind == 'bridge' and links['br100'].stp_state == 1
     assert links['br100'].forward_delay == 2 and links['br100'].up
     assert links['eth1.100'].vlan_id == 100 and links['eth1.100'].lower == 'eth1'
@@ -416,11 +418,11 @@ def test_temporary_ipv6_addresses_are_not_stable():
     data = [{"ifname": "eth0", "flags": ["UP"], "addr_info": [
         {"family": "inet", "local": "10.0.2.15", "prefixlen": 24},
         {"family": "inet6", "local": "fec0::1234", "prefixlen": 64, "temporary": True}]}]
-    assert vb.parse_links(json.dumps(data))['eth0'].stable_addresses == frozenset(['10.0.2.15/24'])
+    assert vbh.parse_links(json.dumps(data))['eth0'].stable_addresses == frozenset(['10.0.2.15/24'])
 
 
 def test_ifupdown_iface_parser():
-    assert vb.parse_ifupdown_ifaces('auto eth0\niface eth0 inet dhcp\n# iface x\niface eth0 inet6 auto\n') == [
+    assert vbh.parse_ifupdown_ifaces('auto eth0\niface eth0 inet dhcp\n# iface x\niface eth0 inet6 auto\n') == [
         'eth0', 'eth0']
 
 
@@ -429,7 +431,7 @@ def test_ifupdown_iface_parser():
 # ---------------------------------------------------------------------------
 
 def converge(host, networks, backend='ifupdown', check_mode=False, **extra):
-    return vb.run_vlan_bridges(host, params(networks, backend, **extra), check_mode=check_mode, want_diff=True)
+    return vba.run_vlan_bridges(host, params(networks, backend, **extra), check_mode=check_mode, want_diff=True)
 
 
 def assert_network(host, bridge, port, trunk, vlan, stp):

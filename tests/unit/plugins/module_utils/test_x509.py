@@ -1,4 +1,4 @@
-"""x509: CA creation, issuance, renewal decisions, chain and key checks.
+"""x509, x509_issue, x509_files: CA creation, issuance, renewal decisions, chain and key checks.
 
 Runs under the controller's cryptography and, unchanged, under Debian 12's
 cryptography 38 (the managed hosts' version).
@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_files as xf
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_issue as xi
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
 DAY = datetime.timedelta(days=1)
@@ -45,8 +47,8 @@ def rsa_key():
 
 
 def issue(ca, key, subject=None, dns=None, ip=None, profile='server', days=365, now=NOW):
-    return x.issue_certificate(ca[0], ca[1], key.public_key(), subject or HOST_SUBJECT,
-                               DNS if dns is None else dns, IPS if ip is None else ip, profile, days, now=now)
+    return xi.issue_certificate(ca[0], ca[1], key.public_key(), subject or HOST_SUBJECT,
+                                DNS if dns is None else dns, IPS if ip is None else ip, profile, days, now=now)
 
 
 def request(key, name='kvm01/server', **kw):
@@ -193,8 +195,8 @@ def test_ca_is_a_proper_v3_ca(ca):
 def test_rsa_ca_signs_with_sha256():
     key, cert = x.create_ca('rsa-3072', CA_SUBJECT, 10, now=NOW)
     assert cert.signature_hash_algorithm.name == 'sha256'
-    leaf = x.issue_certificate(key, cert, x.generate_private_key('ecdsa-p256').public_key(), HOST_SUBJECT,
-                               DNS, [], 'server', 5, now=NOW)
+    leaf = xi.issue_certificate(key, cert, x.generate_private_key('ecdsa-p256').public_key(), HOST_SUBJECT,
+                                DNS, [], 'server', 5, now=NOW)
     assert x.signed_by(leaf, cert)
 
 
@@ -209,7 +211,7 @@ def test_check_ca_finds_problems(ca, other_ca, host_key):
             .sign(host_key, x.hashes.SHA256()))
     assert x.check_ca(bare) == ['no basicConstraints extension (not an X.509 v3 CA)']
     # a CA without SKI still gets an AKI for its leaves
-    assert x.subject_key_identifier(bare).digest == cx509.SubjectKeyIdentifier.from_public_key(host_key.public_key()).digest
+    assert xi.subject_key_identifier(bare).digest == cx509.SubjectKeyIdentifier.from_public_key(host_key.public_key()).digest
 
 
 # --- issuing ------------------------------------------------------------------
@@ -230,7 +232,7 @@ def test_server_certificate_content(ca, host_key):
     san = ext(cert, cx509.SubjectAlternativeName).value
     assert san.get_values_for_type(cx509.DNSName) == DNS
     assert [str(a) for a in san.get_values_for_type(cx509.IPAddress)] == IPS
-    assert ext(cert, cx509.AuthorityKeyIdentifier).value.key_identifier == x.subject_key_identifier(ca[1]).digest
+    assert ext(cert, cx509.AuthorityKeyIdentifier).value.key_identifier == xi.subject_key_identifier(ca[1]).digest
     assert ext(cert, cx509.SubjectKeyIdentifier).value.digest == \
         cx509.SubjectKeyIdentifier.from_public_key(host_key.public_key()).digest
     assert x.not_after(cert) - x.not_before(cert) == 365 * DAY + x.BACKDATE
@@ -329,8 +331,8 @@ def test_not_after_falls_back_to_naive_datetimes():
 # --- renewal decisions --------------------------------------------------------------
 
 def reasons(ca, current, key, subject=None, dns=None, ip=None, profile='server', window=30, now=NOW, days=365):
-    return x.renewal_reasons(current, ca[1], key.public_key(), subject or HOST_SUBJECT,
-                             DNS if dns is None else dns, IPS if ip is None else ip, profile, window, now, days)
+    return xi.renewal_reasons(current, ca[1], key.public_key(), subject or HOST_SUBJECT,
+                              DNS if dns is None else dns, IPS if ip is None else ip, profile, window, now, days)
 
 
 def test_fresh_matching_certificate_needs_nothing(ca, host_key):
@@ -406,18 +408,18 @@ def test_batch_issues_and_then_keeps(ca, host_key):
     reqs = [request(host_key),
             request(second, name='kvm02/client', profile='client', subject={'O': 'secvirt', 'CN': 'kvm02'},
                     dns=[], ip=[], validity_days=30)]
-    first = x.sign_requests(ca[0], ca[1], reqs, renew_before_days=7, now=NOW)
+    first = xi.sign_requests(ca[0], ca[1], reqs, renew_before_days=7, now=NOW)
     assert set(first) == {'kvm01/server', 'kvm02/client'}
     assert all(r['renewed'] and r['reasons'] == ['missing: no certificate yet'] for r in first.values())
     assert first['kvm02/client']['not_after'] == '2026-12-23T12:00:00Z'
     assert first['kvm02/client']['extended_key_usage'] == ['clientAuth']
     for req in reqs:
         req['current'] = first[req['name']]['certificate']
-    again = x.sign_requests(ca[0], ca[1], reqs, renew_before_days=7, now=NOW + DAY)
+    again = xi.sign_requests(ca[0], ca[1], reqs, renew_before_days=7, now=NOW + DAY)
     assert not any(r['renewed'] for r in again.values())
     assert again['kvm01/server']['certificate'] == first['kvm01/server']['certificate']
     assert 'previous' not in again['kvm01/server']
-    forced = x.sign_requests(ca[0], ca[1], reqs, renew_before_days=7, now=NOW + DAY, force=True)
+    forced = xi.sign_requests(ca[0], ca[1], reqs, renew_before_days=7, now=NOW + DAY, force=True)
     assert forced['kvm01/server']['reasons'] == ['forced: re-issue requested']
     assert forced['kvm01/server']['previous']['serial'] == first['kvm01/server']['serial']
     assert forced['kvm01/server']['serial'] != first['kvm01/server']['serial']
@@ -428,11 +430,11 @@ def test_batch_renews_only_what_is_due(ca, host_key):
     reqs = [request(host_key, validity_days=30),
             request(client_key, name='kvm01/client', profile='client', subject={'O': 'secvirt', 'CN': 'c'},
                     dns=[], ip=[], validity_days=365)]
-    first = x.sign_requests(ca[0], ca[1], reqs, renew_before_days=7, now=NOW)
+    first = xi.sign_requests(ca[0], ca[1], reqs, renew_before_days=7, now=NOW)
     for req in reqs:
         req['current'] = first[req['name']]['certificate']
     reqs[0]['validity_days'] = 60
-    later = x.sign_requests(ca[0], ca[1], reqs, renew_before_days=45, now=NOW)
+    later = xi.sign_requests(ca[0], ca[1], reqs, renew_before_days=45, now=NOW)
     assert later['kvm01/server']['renewed'] and later['kvm01/server']['reasons'][0].startswith('expiring:')
     assert not later['kvm01/client']['renewed']
 
@@ -456,7 +458,7 @@ def test_batch_validates_everything_before_signing(ca, host_key):
         request(host_key, name='tampered', csr=tampered_pem),
     ]
     with pytest.raises(x.X509Error) as exc:
-        x.sign_requests(ca[0], ca[1], reqs, renew_before_days=30, now=NOW)
+        xi.sign_requests(ca[0], ca[1], reqs, renew_before_days=30, now=NOW)
     msg = str(exc.value)
     assert msg.startswith('refusing to sign anything; bad requests: ')
     for part in ('weak: RSA key of 2048 bits is too weak', 'ok: duplicate request name',
@@ -481,26 +483,26 @@ def test_csr_proof_of_possession(host_key):
 
 def test_atomic_write_and_read(tmp_path):
     path = str(tmp_path / 'key.pem')
-    assert x.read_file(path) is None
-    x.atomic_write(path, 'secret', 0o400)
-    assert x.read_file(path) == b'secret'
+    assert xf.read_file(path) is None
+    xf.atomic_write(path, 'secret', 0o400)
+    assert xf.read_file(path) == b'secret'
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o400
-    x.atomic_write(path, b'new', 0o644)
-    assert x.read_file(path) == b'new'
+    xf.atomic_write(path, b'new', 0o644)
+    assert xf.read_file(path) == b'new'
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # never wider than 0600 before the module sets the mode
     assert [p for p in os.listdir(str(tmp_path)) if p.startswith('.secvirt-')] == []
     with pytest.raises(x.X509Error, match='does not exist'):
-        x.atomic_write(str(tmp_path / 'missing' / 'f'), 'x')
+        xf.atomic_write(str(tmp_path / 'missing' / 'f'), 'x')
     with pytest.raises(OSError):
-        x.read_file(str(tmp_path))
+        xf.read_file(str(tmp_path))
 
 
 def test_atomic_write_cleans_up_on_error(tmp_path, monkeypatch):
     def boom(*_args, **_kwargs):  # atomic_write renames relative to the directory's descriptor
         raise OSError('rename failed')
-    monkeypatch.setattr(x.os, 'rename', boom)
+    monkeypatch.setattr(xf.os, 'rename', boom)
     with pytest.raises(OSError):
-        x.atomic_write(str(tmp_path / 'f'), 'x')
+        xf.atomic_write(str(tmp_path / 'f'), 'x')
     assert os.listdir(str(tmp_path)) == []
 
 
@@ -510,24 +512,24 @@ def test_atomic_write_cleans_up_on_error(tmp_path, monkeypatch):
 ])
 def test_parse_mode(mode, secret, ok):
     if ok:
-        assert x.parse_mode(mode, 'f', secret) == int(mode, 8)
+        assert xf.parse_mode(mode, 'f', secret) == int(mode, 8)
     else:
         with pytest.raises(x.X509Error):
-            x.parse_mode(mode, 'f', secret)
+            xf.parse_mode(mode, 'f', secret)
 
 
 def test_plan_key(tmp_path, host_key):
     path = str(tmp_path / 'k.pem')
-    assert x.plan_key(path, 'ecdsa-p256')[:2] == (None, 'missing')
+    assert xf.plan_key(path, 'ecdsa-p256')[:2] == (None, 'missing')
     with open(path, 'w') as handle:
         handle.write('junk')
-    assert x.plan_key(path, 'ecdsa-p256')[1] == 'unreadable'
+    assert xf.plan_key(path, 'ecdsa-p256')[1] == 'unreadable'
     with open(path, 'wb') as handle:
         handle.write(x.private_key_pem(host_key))
-    key, reason, data = x.plan_key(path, 'ecdsa-p256')
+    key, reason, data = xf.plan_key(path, 'ecdsa-p256')
     assert reason == '' and x.keys_match(key, host_key) and data == x.private_key_pem(host_key)
-    assert x.plan_key(path, 'ecdsa-p384')[1] == 'type'
-    assert x.plan_key(path, 'ecdsa-p256', regenerate=True)[1] == 'regenerate'
+    assert xf.plan_key(path, 'ecdsa-p384')[1] == 'type'
+    assert xf.plan_key(path, 'ecdsa-p256', regenerate=True)[1] == 'regenerate'
 
 
 def test_file_summary_never_shows_secrets(tmp_path, ca, host_key):
@@ -535,12 +537,12 @@ def test_file_summary_never_shows_secrets(tmp_path, ca, host_key):
     pem = x.private_key_pem(host_key)
     with open(path, 'wb') as handle:
         handle.write(pem)
-    line = x.file_summary(path, pem)
+    line = xf.file_summary(path, pem)
     assert line.startswith(path + ': ecdsa-p256 key ') and 'PRIVATE' not in line and ' mode ' in line
-    assert x.file_summary(path, None) == path + ': absent\n'
-    assert 'unreadable key' in x.file_summary(path, b'junk')
+    assert xf.file_summary(path, None) == path + ': absent\n'
+    assert 'unreadable key' in xf.file_summary(path, b'junk')
     cert = x.certificate_pem(issue(ca, host_key))
-    assert 'certificate CN=kvm01.example.org,O=secvirt,C=DE serial' in x.file_summary(str(tmp_path / 'nofile'), cert, 'certificate')
+    assert 'certificate CN=kvm01.example.org,O=secvirt,C=DE serial' in xf.file_summary(str(tmp_path / 'nofile'), cert, 'certificate')
 
 
 def test_certificate_without_key_encipherment_is_reissued(ca, host_key, monkeypatch):
@@ -548,7 +550,7 @@ def test_certificate_without_key_encipherment_is_reissued(ca, host_key, monkeypa
     old_usage = cx509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                                data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                crl_sign=False, encipher_only=False, decipher_only=False)
-    monkeypatch.setattr(x, 'key_usage_for', lambda _public_key: old_usage)
+    monkeypatch.setattr(xi, 'key_usage_for', lambda _public_key: old_usage)
     cert = issue(ca, host_key)
     monkeypatch.undo()
     assert reasons(ca, cert, host_key) == [
@@ -596,27 +598,27 @@ def test_file_helpers_refuse_links_a_user_could_plant(tmp_path):
     before = snapshot(str(secret)), snapshot(str(rootdir / 'libvirt'))
     for path in (via_final, via_dir):
         with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
-            x.read_file(path)
+            xf.read_file(path)
         with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
-            x.atomic_write(path, b'attacker-chosen', 0o600)
+            xf.atomic_write(path, b'attacker-chosen', 0o600)
         with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
-            x.check_path(path)
+            xf.check_path(path)
         with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
-            x.set_attributes(path, 65534, 65534, 0o644)
+            xf.set_attributes(path, 65534, 65534, 0o644)
         with pytest.raises(x.X509Error, match='refusing .*is a symlink'):
-            x.plan_key(path, 'ecdsa-p256')
+            xf.plan_key(path, 'ecdsa-p256')
     with pytest.raises(x.X509Error) as exc:
-        x.read_file(via_dir)
+        xf.read_file(via_dir)
     assert str(exc.value) == ('refusing %s: %s is a symlink owned by uid 65534 (not root); '
                               'a user could point it at a root-only file' % (via_dir, tmp_path / 'home/bob/.pki'))
     with pytest.raises(x.X509Error) as exc:
-        x.check_path(via_final)
+        xf.check_path(via_final)
     assert str(exc.value).startswith('refusing %s: %s is a symlink' % (via_final, via_final))
     # even a root-owned final link is refused: a key or certificate must be a regular file
     os.lchown(via_final, 0, 0)
     with pytest.raises(x.X509Error, match='must be a regular file'):
-        x.check_path(via_final)
-    assert x.file_summary(via_final, b'junk').endswith('unreadable key\n')  # no stat through the link
+        xf.check_path(via_final)
+    assert xf.file_summary(via_final, b'junk').endswith('unreadable key\n')  # no stat through the link
     assert (snapshot(str(secret)), snapshot(str(rootdir / 'libvirt'))) == before
     assert sorted(os.listdir(str(tmp_path / 'home/alice/.pki/libvirt'))) == ['clientkey.pem']
 
@@ -625,29 +627,29 @@ def test_file_helpers_refuse_links_a_user_could_plant(tmp_path):
     (tmp_path / 'var').mkdir()
     os.symlink('../run', str(tmp_path / 'var/run'))
     for path in (str(tmp_path / 'var/run/k.pem'), str(tmp_path / 'home/alice/.pki/libvirt/other.pem')):
-        x.check_path(path)
-        x.atomic_write(path, b'fine', 0o600)
-        assert x.read_file(path) == b'fine'
-        assert x.set_attributes(path, 65534, 65534, 0o640)
-        assert not x.set_attributes(path, 65534, 65534, 0o640)
+        xf.check_path(path)
+        xf.atomic_write(path, b'fine', 0o600)
+        assert xf.read_file(path) == b'fine'
+        assert xf.set_attributes(path, 65534, 65534, 0o640)
+        assert not xf.set_attributes(path, 65534, 65534, 0o640)
         st = os.stat(path)
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o640)
     assert (tmp_path / 'run/k.pem').read_bytes() == b'fine'
     # a missing directory is an error, or tolerated on request (check mode), but links are still checked
     with pytest.raises(x.X509Error, match='does not exist'):
-        x.check_path(str(tmp_path / 'none/k.pem'))
-    x.check_path(str(tmp_path / 'none/k.pem'), missing_ok=True)
+        xf.check_path(str(tmp_path / 'none/k.pem'))
+    xf.check_path(str(tmp_path / 'none/k.pem'), missing_ok=True)
     with pytest.raises(x.X509Error, match='owned by uid 65534'):
-        x.check_path(str(tmp_path / 'home/bob/.pki/none/k.pem'), missing_ok=True)
+        xf.check_path(str(tmp_path / 'home/bob/.pki/none/k.pem'), missing_ok=True)
 
 
 def test_read_file_refuses_what_is_not_a_regular_file(tmp_path):
     fifo = str(tmp_path / 'fifo.pem')
     os.mkfifo(fifo)
     with pytest.raises(x.X509Error, match='not a regular file'):
-        x.read_file(fifo)  # and does not hang waiting for a writer
+        xf.read_file(fifo)  # and does not hang waiting for a writer
     with pytest.raises(x.X509Error, match='not a regular file'):
-        x.check_path(fifo)
+        xf.check_path(fifo)
 
 
 # --- one name, two hosts (security review: names must not be claimable twice) ---
@@ -662,7 +664,7 @@ def test_batch_refuses_a_name_claimed_by_two_hosts(ca, host_key):
     clash = [req('kvm1/libvirtd-server', host_key, 'kvm.example.org', ['kvm.example.org', 'kvm1.example.org']),
              req('kvm2/libvirtd-server', other_key, 'kvm2.example.org', ['kvm2.example.org', 'KVM.Example.org.'])]
     with pytest.raises(x.X509Error) as exc:
-        x.sign_requests(ca[0], ca[1], clash, now=NOW)
+        xi.sign_requests(ca[0], ca[1], clash, now=NOW)
     msg = str(exc.value)
     assert msg.startswith('refusing to sign anything; ')
     assert 'kvm.example.org is claimed by two hosts: kvm1 (kvm1/libvirtd-server) and kvm2 (kvm2/libvirtd-server)' in msg
@@ -670,19 +672,19 @@ def test_batch_refuses_a_name_claimed_by_two_hosts(ca, host_key):
     # a wildcard claims what it covers, and IP addresses compare by value
     wildcard = [clash[0], req('kvm2/libvirtd-server', other_key, 'kvm2.example.org', ['kvm2.example.org', '*.Example.org'])]
     with pytest.raises(x.X509Error, match=r'kvm.example.org \(covered by \*.example.org\) is claimed by two hosts: kvm2'):
-        x.sign_requests(ca[0], ca[1], wildcard, now=NOW)
+        xi.sign_requests(ca[0], ca[1], wildcard, now=NOW)
     same_ip = [req('kvm1/libvirtd-server', host_key, 'kvm1.example.org', ['kvm1.example.org'], ['2001:db8::1']),
                req('kvm2/libvirtd-server', other_key, 'kvm2.example.org', ['kvm2.example.org'], ['2001:DB8:0:0::1'])]
     with pytest.raises(x.X509Error, match='2001:db8::1 is claimed by two hosts: kvm1'):
-        x.sign_requests(ca[0], ca[1], same_ip, now=NOW)
+        xi.sign_requests(ca[0], ca[1], same_ip, now=NOW)
     # the host key overrides the name's prefix
     with pytest.raises(x.X509Error, match='claimed by two hosts: a '):
-        x.sign_requests(ca[0], ca[1], [dict(same_ip[0], host='a'), dict(same_ip[1], name='a/qemu-server', host='b')],
-                        now=NOW)
+        xi.sign_requests(ca[0], ca[1], [dict(same_ip[0], host='a'), dict(same_ip[1], name='a/qemu-server', host='b')],
+                         now=NOW)
     # a SAN carried by a client certificate counts too
     client_san = [clash[0], req('kvm2/client', other_key, 'admin', ['kvm.example.org'], profile='client')]
     with pytest.raises(x.X509Error, match='kvm.example.org is claimed by two hosts'):
-        x.sign_requests(ca[0], ca[1], client_san, now=NOW)
+        xi.sign_requests(ca[0], ca[1], client_san, now=NOW)
 
     # positive control: several identities of ONE host share their names; client CNs are identities
     fine = [req('kvm1/libvirtd-server', host_key, 'kvm.example.org', ['kvm.example.org', 'kvm1.example.org']),
@@ -691,6 +693,6 @@ def test_batch_refuses_a_name_claimed_by_two_hosts(ca, host_key):
             req('kvm2/client', other_key, 'admin', [], profile='client'),
             req('kvm2/libvirtd-server', other_key, 'kvm2.example.org', ['kvm2.example.org']),
             dict(req('x/y', other_key, 'kvm1.example.org', ['kvm1.example.org']), host='kvm1')]
-    signed = x.sign_requests(ca[0], ca[1], fine, now=NOW)
+    signed = xi.sign_requests(ca[0], ca[1], fine, now=NOW)
     assert sorted(signed) == sorted(r['name'] for r in fine)
     assert all(r['renewed'] for r in signed.values())

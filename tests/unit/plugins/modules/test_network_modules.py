@@ -7,6 +7,7 @@ import types
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_common as lc
 from ansible_collections.secvirt.kvm.plugins.modules import libvirt_network, vlan_bridge_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,8 +97,10 @@ class ClosableConn(ln_fakes.FakeConn):
 
 @pytest.fixture
 def fake_libvirt(monkeypatch):
+    # libvirt_network opens its connection through libvirt_common
     lib = FakeLibvirt(ClosableConn())
-    monkeypatch.setattr(libvirt_network, 'libvirt', lib)
+    monkeypatch.setattr(lc, 'libvirt', lib)
+    monkeypatch.setattr(lc, 'HAS_LIBVIRT', True)
     return lib
 
 
@@ -128,6 +131,7 @@ def test_libvirt_network_needs_a_bridge_and_reports_refusals(fake_libvirt, capsy
 
 
 def test_libvirt_network_without_the_binding(monkeypatch, capsys):
-    monkeypatch.setattr(libvirt_network, 'libvirt', None)
+    monkeypatch.setattr(lc, 'libvirt', None)
+    monkeypatch.setattr(lc, 'HAS_LIBVIRT', False)
     res = run(libvirt_network, {'name': 'web', 'bridge': 'br-web'}, capsys)
     assert res['failed'] and 'libvirt-python' in res['msg']

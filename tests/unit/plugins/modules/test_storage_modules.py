@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_common as lc
 from ansible_collections.secvirt.kvm.plugins.modules import guest_disk, image_check, libvirt_secret, luks_volume
 
 
@@ -148,10 +149,21 @@ FAKE = types.SimpleNamespace(
 def conn(monkeypatch):
     connection = FakeConn()
     fake = types.SimpleNamespace(**vars(FAKE))
-    fake.open = lambda uri: connection
-    fake.openReadOnly = lambda uri: connection
+    connection.opened = []
+
+    def _open(readonly):
+        def opener(uri):
+            connection.opened.append('ro' if readonly else 'rw')
+            return connection
+        return opener
+    fake.open = _open(False)
+    fake.openReadOnly = _open(True)
+    fake.registerErrorHandler = lambda *_args: None
+    # the modules take libvirt's constants from their own import and open
+    # their connections through libvirt_common
     monkeypatch.setattr(libvirt_secret, 'libvirt', fake)
-    monkeypatch.setattr(guest_disk, 'libvirt', fake)
+    monkeypatch.setattr(lc, 'libvirt', fake)
+    monkeypatch.setattr(lc, 'HAS_LIBVIRT', True)
     return connection
 
 
@@ -176,6 +188,11 @@ def test_secret_created_private_ephemeral_then_idempotent(conn, capsys):
 def test_secret_check_mode_defines_nothing(conn, capsys):
     res = run(libvirt_secret, dict(SECRET, _ansible_check_mode=True, _ansible_diff=True), capsys)
     assert res['changed'] and conn.secrets == [] and 'g3 disk' in res['diff']['after']
+    assert conn.opened == ['ro']  # check mode reads over a read-only connection
+    run(libvirt_secret, SECRET, capsys)
+    del conn.opened[:]
+    again = run(libvirt_secret, dict(SECRET, value='other', _ansible_check_mode=True), capsys)
+    assert not again['changed'] and again['has_value'] is None and conn.opened == ['ro']
 
 
 def test_secret_value_update_policies(conn, capsys):
@@ -214,8 +231,12 @@ def test_secret_without_value_gets_one_even_with_on_create(conn, capsys):
     secret = conn.secretDefineXML(
         "<secret ephemeral='yes' private='no'><description>g3 disk</description>"
         "<usage type='volume'><volume>%s</volume></usage></secret>" % SECRET['usage_id'], 0)
+    conn.opened = []
     predicted = run(libvirt_secret, dict(args, _ansible_check_mode=True), capsys)
     assert predicted['changed'] and predicted['value_set'] and predicted['has_value'] is False
+    # libvirt reads a value only over a read-write connection: check mode opens
+    # one for that probe alone, beside its read-only one
+    assert conn.opened == ['ro', 'rw']
     assert predicted['reasons'] == ['the secret has no value'] and secret.values == []
     res = run(libvirt_secret, args, capsys)
     assert res['changed'] and res['value_set'] and secret.values == [b'Vault-Value-1']
@@ -297,6 +318,7 @@ def test_guest_disk_query_switch_and_refusal(conn, capsys):
     conn.domains['kvm01'] = FakeDomain(DOMAIN, state=1)
     query = run(guest_disk, dict(domain='kvm01', target='vda', state='query'), capsys)
     assert query['disk']['source'] == '/var/lib/libvirt/images/kvm01.img' and query['domain_state'] == 'running'
+    assert conn.opened == ['ro']  # a query only reads
     refused = run(guest_disk, dict(domain='kvm01', target='vda', dev='/dev/mapper/kvm01'), capsys)
     assert refused['failed'] and 'the guest is running' in refused['msg']
     conn.domains['kvm01']._state = 5
@@ -304,7 +326,9 @@ def test_guest_disk_query_switch_and_refusal(conn, capsys):
                                  _ansible_check_mode=True, _ansible_diff=True), capsys)
     assert check['changed'] and "dev=\"/dev/mapper/kvm01\"" in check['diff']['after']
     assert conn.domains['kvm01'].xml == DOMAIN
+    assert conn.opened[-1] == 'ro'  # check mode too
     done = run(guest_disk, dict(domain='kvm01', target='vda', dev='/dev/mapper/kvm01'), capsys)
+    assert conn.opened[-1] == 'rw'
     assert done['changed'] and "type=\"block\"" in conn.domains['kvm01'].xml
     assert not run(guest_disk, dict(domain='kvm01', target='vda', dev='/dev/mapper/kvm01'), capsys)['changed']
     missing = run(guest_disk, dict(domain='nope', target='vda', state='query'), capsys)

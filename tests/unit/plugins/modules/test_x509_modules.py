@@ -12,6 +12,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_issue as xi
 from ansible_collections.secvirt.kvm.plugins.modules import x509_ca, x509_csr, x509_install, x509_sign, x509_verify
 
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -110,7 +111,7 @@ def test_ca_reuse_of_a_plain_key_warns(tree, capsys):
 def test_ca_reuse_refuses_a_leaf_certificate(tree, capsys):
     ca_key, ca_cert = x.create_ca('ecdsa-p256', {'CN': 'mine'}, 100)
     leaf_key = x.generate_private_key('ecdsa-p256')
-    leaf = x.issue_certificate(ca_key, ca_cert, leaf_key.public_key(), {'CN': 'a.b'}, ['a.b'], [], 'server', 10)
+    leaf = xi.issue_certificate(ca_key, ca_cert, leaf_key.public_key(), {'CN': 'a.b'}, ['a.b'], [], 'server', 10)
     (tree / 'ca/cacert.pem').write_bytes(x.certificate_pem(leaf))
     (tree / 'ca/private/cakey.pem').write_bytes(x.private_key_pem(leaf_key, PASS))
     res = run(x509_ca, ca_args(tree), capsys)
@@ -372,8 +373,8 @@ def test_csr_and_install_refuse_links_a_user_could_plant(tree, capsys):
 
     ca_key, ca_cert = x.create_ca('ecdsa-p256', {'CN': 'unit'}, 30)
     leaf_key = x.generate_private_key('ecdsa-p256')
-    cert = x.certificate_pem(x.issue_certificate(ca_key, ca_cert, leaf_key.public_key(), {'CN': 'alice'}, [], [],
-                                                 'client', 10)).decode()
+    cert = x.certificate_pem(xi.issue_certificate(ca_key, ca_cert, leaf_key.public_key(), {'CN': 'alice'}, [], [],
+                                                  'client', 10)).decode()
     os.symlink(str(secret), str(alice / 'libvirt/clientcert.pem'))
     install = dict(ca_certificate=x.certificate_pem(ca_cert).decode(),
                    ca_files=[dict(path=str(tree / 'host/cacert.pem')),
