@@ -380,3 +380,55 @@ def test_remote_argument_spec_declares_the_new_variables(tmp_path):
     ], [
         ("all valid", new),
     ])
+
+
+# --- every role: the platforms it was tested on --------------------------------
+
+PLATFORM_TASK = "Refuse a platform the role was never tested on, before any change"
+# Input each role's argument spec accepts but its validation refuses: the
+# positive control on Debian 13 must get past the platform check and stop at
+# that later refusal, before any change.
+PLATFORM_CONTROLS = {
+    "audit": ({"audit_kernel_args": ["audit=1 $(id)"]},
+              "Refuse kernel arguments that are not plain NAME or NAME=VALUE words"),
+    "encrypted_storage": (volumes(dict(VOLUME, passphrase="Zq7")), "Refuse passphrases shorter than"),
+    "libvirt_client": ({"libvirt_client_sasl_credentials": [{"host": "kvm01.example.org", "username": "u",
+                                                             "password": "p"}]},
+                       "Refuse a SASL password file that was not explicitly accepted"),
+    "libvirt_remote": (dict(REMOTE, libvirt_remote_tls_allowed_dn_list=[]), "Refuse TLS without an allowed client DN list"),
+    "pki": ({"pki_ca_dir": "/nonexistent/ca", "pki_ca_passphrase": "short"},
+            "Refuse to run without a CA directory and a strong passphrase"),
+    "vlan_bridges": ({"vlan_bridges_backend": "networkmanager"}, "Refuse a network stack this role cannot drive"),
+}
+
+
+def platform_facts(distribution, version, family):
+    return {"fake_facts": {"distribution": distribution, "distribution_major_version": version.split(".")[0],
+                           "distribution_version": version, "os_family": family}}
+
+
+@pytest.mark.parametrize("role", sorted(PLATFORM_CONTROLS))
+def test_role_refuses_a_platform_it_was_never_tested_on(tmp_path, role):
+    # The facts the role reads, set as facts (cacheable set_fact); the
+    # interfaces are there so that vlan_bridges does not gather real ones.
+    tasks = [
+        {"name": "Pretend to be the case's platform",
+         "ansible.builtin.set_fact": {
+             "distribution": "{{ fake_facts.distribution }}",
+             "distribution_major_version": "{{ fake_facts.distribution_major_version }}",
+             "distribution_version": "{{ fake_facts.distribution_version }}",
+             "os_family": "{{ fake_facts.os_family }}", "interfaces": [], "cacheable": True}},
+        {"name": "Run the role", "ansible.builtin.include_role": {"name": "secvirt.kvm." + role, "public": False}},
+    ]
+    role_input, later_refusal = PLATFORM_CONTROLS[role]
+    cases = [
+        ("Fedora 41", dict(role_input, **platform_facts("Fedora", "41", "RedHat"))),
+        ("Debian 11", dict(role_input, **platform_facts("Debian", "11.11", "Debian"))),
+        ("Ubuntu 24.04", dict(role_input, **platform_facts("Ubuntu", "24.04", "Debian"))),
+        ("Debian 13 (control)", dict(role_input, **platform_facts("Debian", "13.2", "Debian"))),
+    ]
+    fedora, debian11, ubuntu, control = run_cases(tmp_path, tasks, cases)
+    for case, shown in ((fedora, "Fedora 41"), (debian11, "Debian 11.11"), (ubuntu, "Ubuntu 24.04")):
+        refused(case, PLATFORM_TASK, "secvirt.kvm.%s is tested on Debian 12 (bookworm) and Debian 13 (trixie) only"
+                % role, "this host runs %s." % shown, "Nothing was changed")
+    refused(control, later_refusal)
