@@ -1,4 +1,5 @@
-"""The harness gives every scenario real, separate Debian 12 machines."""
+"""The harness gives the scenarios real, separate Debian machines (checked here on the pki
+scenario's Debian 12 pair; the debian13 scenario boots Debian 13 from the same recipe)."""
 import json
 import os
 import time
