@@ -21,10 +21,12 @@ summary() {
   while IFS=$'\t' read -r name status secs; do
     tasks=""
     log=$PWD/.cache/logs/molecule-${name#molecule:}.log
-    # Every task Ansible ran in the scenario (converge, idempotence, the
-    # verifier's helper plays), so a scenario that grows shows its cost.
+    # Every task Ansible printed in the scenario's log (converge,
+    # idempotence, the verifier's fixture plays), so a scenario that grows
+    # shows its cost. Molecule indents the playbook output ("  │ TASK [");
+    # the role runs inside pytest tests are captured by pytest, not counted.
     if [[ $name == molecule:* && -f $log ]]; then
-      tasks=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -c '^TASK \[' || true)
+      tasks=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -cE '^[[:space:]│]*TASK \[' || true)
     fi
     if [ -n "$tasks" ] && [ "$tasks" -gt 0 ]; then
       printf '  %-28s %-14s %4dm%02ds %6d %8.1f\n' "$name" "$status" $((secs / 60)) $((secs % 60)) "$tasks" \
