@@ -347,10 +347,7 @@ def main():
             return []
         try:
             return guests_using(libvirt_domains(conn), path)
-        except LibvirtModuleError as exc:
-            module.warn('cannot list the guests using %s: %s' % (path, exc.msg))
-            return []
-        except Exception as exc:  # libvirt.libvirtError
+        except Exception as exc:  # libvirt.libvirtError, or LibvirtModuleError for XML it cannot parse
             module.warn('cannot list the guests using %s: %s' % (path, error_message(exc)))
             return []
         finally:
