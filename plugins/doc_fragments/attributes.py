@@ -31,3 +31,18 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
 '''
+
+    # Modules that only read (facts, reports, checks): the same in check
+    # mode, nothing to diff. secvirt.kvm.attributes.read_only.
+    READ_ONLY = r'''
+options: {}
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: The module only reads, so it runs the same in check mode.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+    support: none
+    details: The module never changes anything, so there is nothing to diff.
+'''

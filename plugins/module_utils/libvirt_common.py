@@ -42,6 +42,12 @@ ERR_ARGUMENT_UNSUPPORTED = 74
 LIVE_UNSUPPORTED_ERRORS = (ERR_OPERATION_UNSUPPORTED, ERR_CONFIG_UNSUPPORTED, ERR_NO_SUPPORT,
                            ERR_ARGUMENT_UNSUPPORTED, ERR_OPERATION_INVALID)
 LIBVIRT_PACKAGE = 'libvirt-python (Debian/Ubuntu: python3-libvirt, RHEL/Fedora: python3-libvirt)'
+DEFAULT_URI = 'qemu:///system'
+
+
+def uri_argument_spec():
+    """The argument spec entry of the `uri` option (documented by the secvirt.kvm.libvirt fragment)."""
+    return dict(uri=dict(type='str', default=DEFAULT_URI))
 
 
 class LibvirtModuleError(Exception):

@@ -2,7 +2,7 @@
 # Copyright: secvirt.kvm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Logic of secvirt.kvm.domain_limits: the cgroup controls libvirt exposes
+"""Logic of secvirt.kvm.libvirt_domain_limits: the cgroup controls libvirt exposes
 (schedinfo, memtune, blkiotune, domiftune), persistent and live."""
 
 from __future__ import absolute_import, division, print_function

@@ -2,7 +2,7 @@
 # Copyright: secvirt.kvm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Logic of secvirt.kvm.nwfilter and secvirt.kvm.nwfilter_binding.
+"""Logic of secvirt.kvm.libvirt_nwfilter and secvirt.kvm.libvirt_nwfilter_binding.
 
 Functions take an open libvirt connection (or a fake one in the unit tests)
 and the module parameters, and return the module result dictionary.
@@ -69,7 +69,7 @@ def _interface_bridge(elems, mac):
 
 
 # --------------------------------------------------------------------------
-# secvirt.kvm.nwfilter
+# secvirt.kvm.libvirt_nwfilter
 # --------------------------------------------------------------------------
 
 def desired_nwfilter(params):
@@ -109,7 +109,7 @@ def filter_users(conn, name):
 
 
 def list_nwfilters(conn, name=None):
-    """Module result of secvirt.kvm.nwfilter_info: filters (all, or ``name``)
+    """Module result of secvirt.kvm.libvirt_nwfilter_info: filters (all, or ``name``)
     with their XML and where they are referenced, plus the live bindings."""
     filters = []
     users = {}
@@ -222,7 +222,7 @@ def run_nwfilter(conn, params, check_mode=False, proc_root=None):
 
 
 # --------------------------------------------------------------------------
-# secvirt.kvm.nwfilter_binding
+# secvirt.kvm.libvirt_nwfilter_binding
 # --------------------------------------------------------------------------
 
 def _interface_or_fail(domain_elem, mac, target_dev, dom_name, where):
@@ -267,7 +267,7 @@ def run_binding(conn, params, check_mode=False, proc_root=None):
         if not params.get('filter'):
             raise LibvirtModuleError('filter is required with state=present')
         if lookup_nwfilter(conn, params['filter']) is None:
-            raise LibvirtModuleError('network filter %s is not defined; define it first (secvirt.kvm.nwfilter)'
+            raise LibvirtModuleError('network filter %s is not defined; define it first (secvirt.kvm.libvirt_nwfilter)'
                                      % params['filter'])
         wanted_ref = nfx.filterref_element(params['filter'], params.get('parameters'))
     wanted_text = nfx.canonical_filterref(wanted_ref)

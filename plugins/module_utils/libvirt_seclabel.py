@@ -2,7 +2,7 @@
 # Copyright: secvirt.kvm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Logic of secvirt.kvm.seclabel (sVirt security labels of a guest)."""
+"""Logic of secvirt.kvm.libvirt_seclabel (sVirt security labels of a guest)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type

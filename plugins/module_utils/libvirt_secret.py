@@ -91,7 +91,10 @@ def decode_value(value, encoding='text'):
     if encoding == 'base64':
         try:
             return base64.b64decode(value.encode('ascii'), validate=True)
-        except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
+        except UnicodeEncodeError:
+            # the codec's own message quotes the offending character of the value
+            raise LibvirtModuleError('value is not valid base64: it holds characters other than ASCII')
+        except (binascii.Error, ValueError) as exc:
             raise LibvirtModuleError('value is not valid base64: %s' % exc)
     return value.encode('utf-8')
 
@@ -163,3 +166,83 @@ def plan(existing, wanted, update_value, new_fp=None, has_value=None):
         set_value = True
         why.append('the value fingerprint differs' if old_fp else 'no value fingerprint recorded yet')
     return define, undefine_first, set_value, why
+
+
+# --- several secrets in one module call (option ``secrets``) ---------------
+
+# The options that describe one secret, in the order of the documentation: the
+# single-secret options of the module and the suboptions of ``secrets``.
+SECRET_OPTIONS = ('usage_type', 'usage_id', 'uuid', 'description', 'state', 'value', 'value_encoding',
+                  'update_value', 'fingerprint_key', 'ephemeral', 'private')
+# What the module reports about each secret (never its value).
+RESULT_KEYS = ('changed', 'uuid', 'value_set', 'reasons', 'has_value', 'ephemeral')
+
+
+def secret_argument_spec(usage_id_required=True):
+    """The argument spec of one secret (a fresh dict on every call).
+
+    The module takes it at the top level (``usage_id`` then not required, as
+    it is exclusive with ``secrets``) and as the suboptions of ``secrets``.
+    """
+    return dict(
+        usage_type=dict(type='str', default='volume', choices=sorted(USAGE_ELEMENT)),
+        usage_id=dict(type='str', required=usage_id_required),
+        uuid=dict(type='str'),
+        description=dict(type='str'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        value=dict(type='str', no_log=True),
+        value_encoding=dict(type='str', default='text', choices=['text', 'base64']),
+        update_value=dict(type='str', default='on_create', choices=['on_create', 'always', 'on_change']),
+        fingerprint_key=dict(type='str', no_log=True),
+        ephemeral=dict(type='bool', default=True),
+        private=dict(type='bool', default=True),
+    )
+
+
+def secret_name(params):
+    """How messages name a secret: its usage, never its value."""
+    return '%s %s' % (params.get('usage_type'), params.get('usage_id'))
+
+
+def check_secret_params(params):
+    """Check one secret's options without libvirt; the bytes of its value (None with state=absent).
+
+    The single-secret form gets the two "required" rules from the argument
+    spec too; an entry of ``secrets`` gets them only here, so that the
+    message can name the entry. No message quotes the value.
+    """
+    validate_uuid(params.get('uuid'))
+    if params.get('update_value') == 'on_change' and not params.get('fingerprint_key'):
+        raise LibvirtModuleError('fingerprint_key is required with update_value=on_change')
+    if params.get('state') != 'present':
+        return None
+    if params.get('value') is None:
+        raise LibvirtModuleError('value is required with state=present')
+    return decode_value(params['value'], params.get('value_encoding') or 'text')
+
+
+def _uuid_key(uuid):
+    return uuid.replace('-', '').lower() if uuid else None
+
+
+def duplicate_secrets(entries):
+    """Messages for the entries that name a secret an earlier entry names already (same usage or uuid).
+
+    Every entry is planned before any is applied, so two entries for one
+    secret would be planned against the same state and contradict each other.
+    """
+    errors = []
+    usages, uuids = {}, {}
+    for index, params in enumerate(entries):
+        usage = (params.get('usage_type'), params.get('usage_id'))
+        uuid = _uuid_key(params.get('uuid'))
+        if usage in usages:
+            errors.append('secret %s: listed twice in secrets (entries %d and %d)'
+                          % (secret_name(params), usages[usage] + 1, index + 1))
+        elif uuid and uuid in uuids:
+            errors.append('secret %s: uuid %s is also the uuid of entry %d'
+                          % (secret_name(params), params['uuid'], uuids[uuid] + 1))
+        usages.setdefault(usage, index)
+        if uuid:
+            uuids.setdefault(uuid, index)
+    return errors

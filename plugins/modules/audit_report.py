@@ -51,14 +51,7 @@ options:
     description: Search this log file instead of the logs auditd writes (C(ausearch -if)).
     type: path
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
-attributes:
-  check_mode:
-    support: full
-    details: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    details: Nothing changes, so there is nothing to show.
+  - secvirt.kvm.attributes.read_only
 requirements:
   - C(ausearch) (package C(auditd) on Debian, C(audit) on RHEL); root to read the logs
 notes:

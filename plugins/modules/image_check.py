@@ -87,13 +87,7 @@ requirements:
   - qemu-img (C(qemu-utils) on Debian) on the managed host
   - prlimit (util-linux) for the resource limits; without it qemu-img runs unlimited and a warning is returned
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-    details: The module never changes anything.
+  - secvirt.kvm.attributes.read_only
 notes:
   - The check looks at the image's metadata. It does not make the guest data inside trustworthy;
     never mount an untrusted image on the host (use a throw-away VM or libguestfs).

@@ -75,7 +75,7 @@ attributes:
     details: Reports what would change without changing anything.
   diff_mode:
     support: full
-    details: Shows the file (or user list) before and after.
+    details: Shows the file before and after (its keys, with the values of secret-looking keys hidden).
 notes:
   - Only one setting per line is supported (libvirt also accepts C(;) separators;
     such a file is refused rather than guessed at).

@@ -100,14 +100,14 @@ ports:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module, uri_argument_spec
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_network import run_network
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type='str', default='qemu:///system'),
+            **uri_argument_spec(),
             name=dict(type='str', required=True),
             state=dict(type='str', default='present', choices=['present', 'absent']),
             bridge=dict(type='str'),

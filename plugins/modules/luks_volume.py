@@ -172,7 +172,7 @@ notes:
     (or the host powered off) sees only ciphertext. Close volumes of guests that are not in use.
 seealso:
   - module: secvirt.kvm.image_check
-  - module: secvirt.kvm.guest_disk
+  - module: secvirt.kvm.libvirt_guest_disk
 '''
 
 EXAMPLES = r'''
@@ -264,7 +264,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import guests_using, libvirt_domains
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import (
-    HAS_LIBVIRT, LibvirtModuleError, error_message, open_connection,
+    HAS_LIBVIRT, LibvirtModuleError, error_message, open_connection, uri_argument_spec,
 )
 from ansible_collections.secvirt.kvm.plugins.module_utils.luks import (
     LuksError,
@@ -304,7 +304,7 @@ def main():
             label=dict(type='str'),
             discards=dict(type='bool', default=False),
             upgrade_pbkdf=dict(type='bool', default=True),
-            uri=dict(type='str', default='qemu:///system'),
+            **uri_argument_spec(),
         ),
         required_if=[('state', 'opened', ['passphrase']), ('state', 'closed', ['passphrase'])],
         supports_check_mode=True,

@@ -108,7 +108,7 @@ attributes:
     details: Reports what would change without changing anything.
   diff_mode:
     support: full
-    details: Shows the file (or user list) before and after.
+    details: Shows the list of users before and after, never a password or a verifier.
 requirements:
   - C(saslpasswd2) and C(sasldblistusers2) (Debian package C(sasl2-bin)) on the managed host
 author:

@@ -54,13 +54,7 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-    details: Read-only module, nothing to diff.
+  - secvirt.kvm.attributes.read_only
 requirements:
   - cryptography >= 38.0 (Python library; C(python3-cryptography) on Debian) on the managed host
 author:

@@ -30,7 +30,7 @@ def modules_with_a_uri_option():
             continue
         with open(os.path.join(ROOT, "plugins", "modules", name)) as fh:
             text = fh.read()
-        if re.search(r"^\s+uri=dict\(", text, re.M):
+        if re.search(r"^\s+(uri=dict\(|\*\*uri_argument_spec\(\))", text, re.M):
             found.add(name[:-3])
     return found
 
@@ -42,12 +42,12 @@ def test_every_module_with_a_uri_option_is_in_the_group():
     assert len(groups["libvirt"]) >= 9
 
 
-def run(tmp_path, module_defaults):
+def run(tmp_path, module_defaults, module="secvirt.kvm.libvirt_guest_disk", output=None):
     pytest.importorskip("libvirt")
     play = [{"name": "uri from the action group", "hosts": "localhost", "gather_facts": False,
              "module_defaults": module_defaults,
              "tasks": [{"name": "Read a disk of the test driver's domain",
-                        "secvirt.kvm.guest_disk": {"domain": "test", "target": "vda", "state": "query"},
+                        module: {"domain": "test", "target": "vda", "state": "query"},
                         "register": "disk", "ignore_errors": True},
                        {"name": "Show it", "ansible.builtin.debug": {"msg": "RESULT={{ disk | to_json }}"}}]}]
     (tmp_path / "play.yml").write_text(json.dumps(play))
@@ -63,6 +63,8 @@ def run(tmp_path, module_defaults):
                           universal_newlines=True, timeout=300, check=False)
     match = re.search(r'"msg": "RESULT=(.*)"\n', proc.stdout)
     assert match, proc.stdout[-3000:]
+    if output is not None:
+        output.append(proc.stdout)
     return json.loads(match.group(1).encode().decode("unicode_escape"))
 
 
@@ -75,3 +77,29 @@ def test_uri_set_once_for_the_group_reaches_the_module(tmp_path):
 def test_without_the_group_default_the_module_uses_its_own_uri(tmp_path):
     result = run(tmp_path, {})
     assert result["failed"] and "qemu:///system" in result["msg"], result
+
+
+def test_the_old_module_name_still_works_and_names_the_new_one(tmp_path):
+    """guest_disk was renamed libvirt_guest_disk: meta/runtime.yml redirects
+    the old name, with a deprecation warning, and the group default still
+    reaches the redirected module."""
+    output = []
+    result = run(tmp_path, {"group/secvirt.kvm.libvirt": {"uri": "test:///default"}},
+                 module="secvirt.kvm.guest_disk", output=output)
+    assert not result.get("failed"), result
+    assert result["disk"]["source"] == "/guest/diskimage1"
+    text = " ".join(output[0].split())
+    assert "secvirt.kvm.guest_disk has been deprecated" in text, output[0][-3000:]
+    assert "Use secvirt.kvm.libvirt_guest_disk instead" in text, output[0][-3000:]
+
+
+def test_every_old_module_name_redirects_to_an_existing_module():
+    with open(os.path.join(ROOT, "meta", "runtime.yml")) as fh:
+        routing = yaml.safe_load(fh)["plugin_routing"]["modules"]
+    assert sorted(routing) == ["domain_limits", "guest_disk", "nwfilter", "nwfilter_binding", "nwfilter_info", "seclabel"]
+    for old, entry in routing.items():
+        new = entry["redirect"]
+        assert new == "secvirt.kvm.libvirt_" + old
+        assert os.path.exists(os.path.join(ROOT, "plugins", "modules", new.split(".")[-1] + ".py"))
+        assert not os.path.exists(os.path.join(ROOT, "plugins", "modules", old + ".py"))
+        assert entry["deprecation"]["removal_version"] == "1.0.0"

@@ -93,19 +93,19 @@ def test_raw_xml_filter_defined():
 
 def test_filter_lifecycle_define_update_check_mode_undefine():
     name = "secvirt-lifecycle"
-    first = module("nwfilter", name=name, chain="ipv4",
+    first = module("libvirt_nwfilter", name=name, chain="ipv4",
                    rules=[{"action": "drop", "direction": "out", "protocol": "udp",
                            "match": {"dstportstart": 53}}])
     assert first["changed"]
     assert "dstportstart='53'" in sh(f"virsh nwfilter-dumpxml {name}")
     uuid = sh(f"virsh nwfilter-dumpxml {name} | sed -n 's:.*<uuid>\\(.*\\)</uuid>.*:\\1:p'")
-    same = module("nwfilter", name=name, chain="ipv4",
+    same = module("libvirt_nwfilter", name=name, chain="ipv4",
                   rules=[{"action": "drop", "direction": "out", "protocol": "udp", "match": {"dstportstart": 53}}])
     assert not same["changed"]
     # check mode predicts the update and leaves the filter alone
     update = dict(name=name, chain="ipv4",
                   rules=[{"action": "drop", "direction": "out", "protocol": "udp", "match": {"dstportstart": 5353}}])
-    predicted = module("nwfilter", check=True, diff=True, **update)
+    predicted = module("libvirt_nwfilter", check=True, diff=True, **update)
     assert predicted["changed"]
     # --diff shows the filter's XML before and after: the port, and nothing
     # of what libvirt added on its own (chain and rule priorities, uuid)
@@ -113,16 +113,16 @@ def test_filter_lifecycle_define_update_check_mode_undefine():
     assert [ln[1:].strip() for ln in lines if ln.startswith("-") and not ln.startswith("---")] == ['<udp dstportstart="53" />']
     assert [ln[1:].strip() for ln in lines if ln.startswith("+") and not ln.startswith("+++")] == ['<udp dstportstart="5353" />']
     assert "dstportstart='53'" in sh(f"virsh nwfilter-dumpxml {name}")
-    assert module("nwfilter", **update)["changed"]
+    assert module("libvirt_nwfilter", **update)["changed"]
     dumped = sh(f"virsh nwfilter-dumpxml {name}")
     assert "dstportstart='5353'" in dumped and uuid in dumped
-    assert module("nwfilter", name=name, state="absent")["changed"]
+    assert module("libvirt_nwfilter", name=name, state="absent")["changed"]
     assert name not in sh("virsh nwfilter-list")
-    assert not module("nwfilter", name=name, state="absent")["changed"]
+    assert not module("libvirt_nwfilter", name=name, state="absent")["changed"]
 
 
 def test_filter_referenced_by_a_guest_and_a_filter_is_not_undefined():
-    result = module_fails("nwfilter", name="clean-traffic", state="absent")
+    result = module_fails("libvirt_nwfilter", name="clean-traffic", state="absent")
     assert "refusing to undefine network filter clean-traffic" in result["msg"]
     assert result["referenced_by"]["guests"] == [GUEST]
     assert "mysecfilter" in result["referenced_by"]["filters"]
@@ -212,15 +212,15 @@ def test_frame_with_spoofed_source_mac_is_dropped():
 
 def test_binding_check_mode_and_detach_reattach(tapdev):
     other = dict(domain=GUEST, mac=MAC, filter="mysecfilter", parameters={"IP": "10.77.0.50"})
-    predicted = module("nwfilter_binding", check=True, **other)
+    predicted = module("libvirt_nwfilter_binding", check=True, **other)
     assert predicted["changed"] and predicted["live_changed"]
     assert "clean-traffic" in sh("virsh nwfilter-binding-list")
     # through the target device this time, then back to the converged state
-    swapped = module("nwfilter_binding", domain=GUEST, target_dev=tapdev, filter="mysecfilter",
+    swapped = module("libvirt_nwfilter_binding", domain=GUEST, target_dev=tapdev, filter="mysecfilter",
                      parameters={"IP": "10.77.0.50"})
     assert swapped["changed"] and not swapped["restart_required"]
     assert re.search(rf"^\s*{tapdev}\s+mysecfilter\s*$", sh("virsh nwfilter-binding-list"), re.M)
-    restored = module("nwfilter_binding", domain=GUEST, mac=MAC, filter="clean-traffic",
+    restored = module("libvirt_nwfilter_binding", domain=GUEST, mac=MAC, filter="clean-traffic",
                       parameters={"IP": "10.77.0.50", "CTRL_IP_LEARNING": "none"})
     assert restored["changed"]
     assert re.search(rf"^\s*{tapdev}\s+clean-traffic\s*$", sh("virsh nwfilter-binding-list"), re.M)
@@ -257,7 +257,7 @@ def bridge_nf_restored():
             saved[name] = sh(f"cat {BRIDGE_NF}/bridge-nf-call-{name}").strip()
     yield
     # first the binding: libvirt then drops mysecfilter's iptables rules
-    module("nwfilter_binding", domain=GUEST, mac=MAC, filter="clean-traffic",
+    module("libvirt_nwfilter_binding", domain=GUEST, mac=MAC, filter="clean-traffic",
            parameters={"IP": "10.77.0.50", "CTRL_IP_LEARNING": "none"})
     if loaded:
         for name, value in saved.items():
@@ -276,7 +276,7 @@ def test_layer3_rules_bypassed_without_bridge_nf_call_iptables(bridge_nf_restore
     sh(f"modprobe br_netfilter && echo 0 > {BRIDGE_NF}/bridge-nf-call-iptables")
     args = dict(domain=GUEST, mac=MAC, filter="mysecfilter", parameters={"IP": "10.77.0.50"})
 
-    refused = module_fails("nwfilter_binding", bridge_netfilter="fail", **args)
+    refused = module_fails("libvirt_nwfilter_binding", bridge_netfilter="fail", **args)
     assert "mysecfilter" in refused["msg"] and "tcp" in refused["msg"], refused["msg"]
     assert "net.bridge.bridge-nf-call-iptables is 0" in refused["msg"], refused["msg"]
     assert refused["layer3_protocols"] == ["tcp"] and refused["layer3_rules_enforced"] is False
@@ -313,14 +313,14 @@ def test_static_dac_label_in_definition_and_on_the_process(qemu_pid):
 
 
 def test_live_label_reported_matches_process():
-    result = module("seclabel", domain=GUEST, model="dac", type="static", label=LABEL, relabel=True)
+    result = module("libvirt_seclabel", domain=GUEST, model="dac", type="static", label=LABEL, relabel=True)
     assert not result["changed"]
     dac = [lab for lab in result["live_labels"] if lab["model"] == "dac"]
     assert dac[0]["label"] == LABEL
 
 
 def test_seclabel_change_on_running_guest_needs_restart():
-    result = module("seclabel", check=True, domain=GUEST, model="dac", type="static", label="+971:+971")
+    result = module("libvirt_seclabel", check=True, domain=GUEST, model="dac", type="static", label="+971:+971")
     assert result["changed"] and result["restart_required"]
     assert LABEL in sh(f"virsh dumpxml --inactive {GUEST}")
 
@@ -336,10 +336,10 @@ def test_duplicate_mcs_pair_refused():
              "<os><type>hvm</type></os></domain></node>\nEOF")
     args = dict(uri="test:///root/mcs-node.xml", domain="mcs-newcomer", model="selinux", type="static",
                 require_host_model=False)
-    result = module_fails("seclabel", label="system_u:system_r:svirt_t:s0:c32,c256", **args)
+    result = module_fails("libvirt_seclabel", label="system_u:system_r:svirt_t:s0:c32,c256", **args)
     assert "already used by mcs-holder" in result["msg"]
     assert result["conflicts"] == [{"domain": "mcs-holder", "label": "system_u:system_r:svirt_t:s0:c32,c256"}]
-    assert module("seclabel", label="system_u:system_r:svirt_t:s0:c33,c257", **args)["changed"]
+    assert module("libvirt_seclabel", label="system_u:system_r:svirt_t:s0:c33,c257", **args)["changed"]
 
 
 # ------------------------------------------------------------------ limits
@@ -380,12 +380,12 @@ def test_interface_bandwidth(tapdev):
 
 
 def test_limits_check_mode_and_diff():
-    result = module("domain_limits", check=True, diff=True, domain=GUEST, cpu_shares=1024)
+    result = module("libvirt_domain_limits", check=True, diff=True, domain=GUEST, cpu_shares=1024)
     assert result["changed"] and result["config_changed"] and result["live_changed"]
     assert re.search(r"^-.*512", result["_cli_stdout"], re.M), result["_cli_stdout"]
     assert re.search(r"^\+.*1024", result["_cli_stdout"], re.M), result["_cli_stdout"]
     assert re.search(r"cpu_shares\s*:\s*512", sh(f"virsh schedinfo {GUEST}"))
-    assert not module("domain_limits", domain=GUEST, cpu_shares=512, memory_hard_limit="512MiB")["changed"]
+    assert not module("libvirt_domain_limits", domain=GUEST, cpu_shares=512, memory_hard_limit="512MiB")["changed"]
 
 
 # ------------------------------------------------------------------ errors
@@ -393,7 +393,7 @@ def test_limits_check_mode_and_diff():
 def test_clear_error_when_the_daemon_is_not_there():
     # a libvirt URI whose socket does not exist: what a host without a running
     # daemon gives (stopping the real one would also stop the nested guest)
-    result = module_fails("nwfilter_info", uri="qemu:///system?socket=/run/secvirt-no-such-libvirt-sock")
+    result = module_fails("libvirt_nwfilter_info", uri="qemu:///system?socket=/run/secvirt-no-such-libvirt-sock")
     assert "cannot connect to libvirt at qemu:///system?socket=/run/secvirt-no-such-libvirt-sock" in result["msg"]
     assert "the daemon is not running or its socket is missing" in result["msg"], result["msg"]
 

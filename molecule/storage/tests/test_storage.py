@@ -161,7 +161,7 @@ def test_closing_a_volume_a_running_guest_uses_is_refused(host, secrets):
 
 
 def test_migrating_a_running_guest_is_refused(host):
-    err = refused(host, "secvirt.kvm.guest_disk", dict(domain="kvm01", target="vda", dev="/dev/mapper/vault01"))
+    err = refused(host, "secvirt.kvm.libvirt_guest_disk", dict(domain="kvm01", target="vda", dev="/dev/mapper/vault01"))
     assert "refusing to move disk vda of guest kvm01" in err["msg"]
     assert "shut it down first" in err["msg"]
 

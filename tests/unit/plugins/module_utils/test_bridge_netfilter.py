@@ -87,7 +87,7 @@ def test_layer3_rules_found_through_nested_references_and_loops():
 
 
 def test_resolution_of_a_filter_not_yet_defined():
-    # secvirt.kvm.nwfilter checks the filter it is about to define: its own
+    # secvirt.kvm.libvirt_nwfilter checks the filter it is about to define: its own
     # XML is given, its references are looked up
     lookup = dict_lookup([MAC_ONLY])
     found = bn.resolve_layer3('tcp-over-mac', lookup, xml=TCP_OVER_MAC)

@@ -122,3 +122,48 @@ def test_plan_sets_a_missing_value_whatever_the_policy():
         assert S.plan(current, WANTED, policy, fp, has_value=None)[2] is False
         assert S.plan(current, WANTED, policy, fp, has_value=True)[2] is False
     assert S.plan(existing(), WANTED, 'always', has_value=False)[3] == ['the secret has no value', 'update_value=always']
+
+
+# --- several secrets in one call (option secrets) -----------------------------
+
+def entry(**kw):
+    base = dict(usage_type='volume', usage_id='/img/a.qcow2', uuid=None, description=None, state='present',
+                value='Batch-Value-1', value_encoding='text', update_value='on_create', fingerprint_key=None,
+                ephemeral=True, private=True)
+    base.update(kw)
+    return base
+
+
+def test_secret_argument_spec_is_the_per_secret_options():
+    spec = S.secret_argument_spec()
+    assert tuple(spec) == S.SECRET_OPTIONS
+    assert spec['usage_id']['required'] is True and S.secret_argument_spec(False)['usage_id']['required'] is False
+    assert [name for name, opts in spec.items() if opts.get('no_log')] == ['value', 'fingerprint_key']
+    # a fresh spec every time: AnsibleModule may not share one between the top level and the suboptions
+    assert S.secret_argument_spec()['usage_type'] is not spec['usage_type']
+
+
+def test_check_secret_params_names_no_value():
+    assert S.check_secret_params(entry()) == b'Batch-Value-1'
+    assert S.check_secret_params(entry(state='absent', value=None)) is None
+    assert S.check_secret_params(entry(value='AQID', value_encoding='base64')) == b'\x01\x02\x03'
+    for bad, message in ((entry(value=None), 'value is required with state=present'),
+                         (entry(value=''), 'value must not be empty'),
+                         (entry(uuid='not-a-uuid'), "invalid uuid 'not-a-uuid'"),
+                         (entry(update_value='on_change'), 'fingerprint_key is required with update_value=on_change'),
+                         (entry(value=u'Batch-\u00e4', value_encoding='base64'), 'characters other than ASCII'),
+                         (entry(value='Batch-Value-*', value_encoding='base64'), 'not valid base64')):
+        with pytest.raises(LibvirtModuleError) as err:
+            S.check_secret_params(bad)
+        assert message in err.value.msg
+        assert 'Batch' not in err.value.msg and u'\u00e4' not in err.value.msg
+
+
+def test_duplicate_secrets_by_usage_or_uuid():
+    assert S.secret_name(entry()) == 'volume /img/a.qcow2'
+    assert S.duplicate_secrets([entry(), entry(usage_id='/img/b.qcow2'), entry(usage_type='ceph')]) == []
+    assert S.duplicate_secrets([entry(), entry(usage_id='/img/b.qcow2'), entry(state='absent')]) == [
+        'secret volume /img/a.qcow2: listed twice in secrets (entries 1 and 3)']
+    same_uuid = [entry(uuid=UUID), entry(usage_id='/img/b.qcow2', uuid=UUID.upper().replace('-', ''))]
+    assert S.duplicate_secrets(same_uuid) == [
+        'secret volume /img/b.qcow2: uuid %s is also the uuid of entry 1' % UUID.upper().replace('-', '')]

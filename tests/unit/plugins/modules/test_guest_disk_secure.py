@@ -20,7 +20,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import guest_disk as G
-from ansible_collections.secvirt.kvm.plugins.modules import guest_disk
+from ansible_collections.secvirt.kvm.plugins.modules import libvirt_guest_disk as guest_disk
 
 VNC_PASSWORD = 'hunter2vnc'
 SPICE_PASSWORD = 'Spice-Pw-77'

@@ -11,7 +11,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import bridge_netfilter as bn
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_common as lc
-from ansible_collections.secvirt.kvm.plugins.modules import nwfilter, nwfilter_binding
+from ansible_collections.secvirt.kvm.plugins.modules import libvirt_nwfilter as nwfilter, libvirt_nwfilter_binding as nwfilter_binding
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

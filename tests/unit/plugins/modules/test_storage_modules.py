@@ -12,7 +12,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_common as lc
-from ansible_collections.secvirt.kvm.plugins.modules import guest_disk, image_check, libvirt_secret, luks_volume
+from ansible_collections.secvirt.kvm.plugins.modules import libvirt_guest_disk as guest_disk, image_check, libvirt_secret, luks_volume
 
 
 def run(module, args, capsys):
@@ -304,6 +304,154 @@ def test_secret_refusals(conn, capsys):
     uuid = conn.secrets[0].UUIDString()
     res = run(libvirt_secret, dict(SECRET, uuid=uuid, usage_id='/other'), capsys)
     assert res['failed'] and 'exists with usage volume' in res['msg']
+
+
+# --- libvirt_secret: several secrets in one call ------------------------------
+
+BATCH = [
+    dict(usage_id='/var/lib/libvirt/images/b1.qcow2', value='Batch-Value-1', description='b1 disk'),
+    dict(usage_type='ceph', usage_id='client.b2', value='QmF0Y2gtVmFsdWUtMg==', value_encoding='base64'),
+    dict(usage_type='iscsi', usage_id='iqn.2026-01.org.example:b3', value='Batch-Value-3', private=False),
+]
+BATCH_VALUES = ('Batch-Value-1', 'QmF0Y2gtVmFsdWUtMg==', 'Batch-Value-2', 'Batch-Value-3')
+
+
+def assert_no_batch_value(res):
+    text = json.dumps(res)
+    assert not [value for value in BATCH_VALUES if value in text]
+
+
+def test_secret_batch_creates_three_secrets_over_one_connection(conn, capsys, monkeypatch):
+    warned = []
+    monkeypatch.setattr(libvirt_secret.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    res = run(libvirt_secret, dict(secrets=BATCH, _ansible_diff=True), capsys)
+    assert res['changed'] and conn.opened == ['rw']
+    assert [s.values for s in conn.secrets] == [[b'Batch-Value-1'], [b'Batch-Value-2'], [b'Batch-Value-3']]
+    assert [(r['usage_type'], r['usage_id']) for r in res['secrets']] == [
+        ('volume', '/var/lib/libvirt/images/b1.qcow2'), ('ceph', 'client.b2'), ('iscsi', 'iqn.2026-01.org.example:b3')]
+    for result, secret in zip(res['secrets'], conn.secrets):
+        assert set(result) == {'usage_type', 'usage_id', 'changed', 'uuid', 'value_set', 'reasons', 'has_value', 'ephemeral'}
+        assert result['changed'] and result['value_set'] and result['uuid'] == secret.UUIDString()
+        assert result['reasons'] == ['the secret does not exist'] and result['has_value'] is False
+    assert 'uuid' not in res and 'value_set' not in res  # the single-secret keys are per entry
+    assert [d['before'] for d in res['diff']] == ['', '', ''] and 'b1 disk' in res['diff'][0]['after']
+    assert res['diff'][1]['before_header'] == 'secret ceph client.b2'
+    assert_no_batch_value(res)
+    # one warning for all the ephemeral secrets it set, naming each
+    assert len(warned) == 1 and all(name in warned[0] for name in ('b1.qcow2', 'client.b2', 'example:b3'))
+
+
+def test_secret_batch_check_mode_predicts_and_changes_nothing(conn, capsys):
+    res = run(libvirt_secret, dict(secrets=BATCH, _ansible_check_mode=True, _ansible_diff=True), capsys)
+    assert res['changed'] and all(r['changed'] and r['value_set'] for r in res['secrets'])
+    assert conn.secrets == [] and conn.opened == ['ro']
+    assert [r['uuid'] for r in res['secrets']] == [None, None, None]
+    assert 'client.b2' in res['diff'][1]['after']
+    assert_no_batch_value(res)
+    # two non-private secrets without a value: check mode asks whether they
+    # have one over a single read-write connection, besides its read-only one
+    conn.secretDefineXML("<secret ephemeral='yes' private='no'><description>b1 disk</description>"
+                         "<usage type='volume'><volume>/var/lib/libvirt/images/b1.qcow2</volume></usage></secret>", 0)
+    conn.secretDefineXML("<secret ephemeral='yes' private='no'><usage type='ceph'><name>client.b2</name></usage>"
+                         "</secret>", 0)
+    del conn.opened[:]
+    batch = [dict(BATCH[0], private=False), dict(BATCH[1], private=False), BATCH[2]]
+    predicted = run(libvirt_secret, dict(secrets=batch, _ansible_check_mode=True), capsys)
+    assert conn.opened == ['ro', 'rw']
+    assert [r['has_value'] for r in predicted['secrets']] == [False, False, False]
+    assert [r['reasons'] for r in predicted['secrets'][:2]] == [['the secret has no value']] * 2
+    assert all(s.values == [] for s in conn.secrets)
+
+
+def test_secret_batch_second_run_is_idempotent(conn, capsys):
+    run(libvirt_secret, dict(secrets=BATCH), capsys)
+    del conn.opened[:]
+    again = run(libvirt_secret, dict(secrets=BATCH), capsys)
+    assert again['changed'] is False and conn.opened == ['rw']
+    assert [r['changed'] for r in again['secrets']] == [False, False, False]
+    assert [r['has_value'] for r in again['secrets']] == [None, None, True]  # the third is not private
+    assert [s.values for s in conn.secrets] == [[b'Batch-Value-1'], [b'Batch-Value-2'], [b'Batch-Value-3']]
+
+
+@pytest.mark.parametrize('bad,message', [
+    (dict(value='Batch-Value-*', value_encoding='base64'), 'value is not valid base64'),
+    (dict(value=None), 'value is required with state=present'),
+    (dict(update_value='on_change'), 'fingerprint_key is required with update_value=on_change'),
+    (dict(uuid='not-a-uuid'), "invalid uuid 'not-a-uuid'"),
+    (dict(usage_type='ceph', usage_id='client.b2'), 'listed twice in secrets (entries 2 and 3)'),
+])
+def test_secret_batch_invalid_third_entry_refuses_the_whole_batch(conn, capsys, bad, message):
+    third = dict(BATCH[2], **bad)
+    if third['value'] is None:
+        del third['value']
+    res = run(libvirt_secret, dict(secrets=BATCH[:2] + [third]), capsys)
+    name = '%s %s' % (third.get('usage_type', 'volume'), third['usage_id'])
+    assert res['failed'] and res['msg'].startswith('secret %s: ' % name) and message in res['msg']
+    assert res['msg'].endswith('(no secret was changed)') and res['changed'] is False
+    assert conn.secrets == []
+    assert_no_batch_value(res)
+
+
+def test_secret_batch_refused_when_libvirt_says_an_entry_is_wrong(conn, capsys):
+    # planned over the connection (the uuid belongs to another usage) before anything is applied
+    other = conn.secretDefineXML("<secret ephemeral='yes' private='yes'><usage type='volume'><volume>/other.qcow2"
+                                 "</volume></usage></secret>", 0)
+    batch = BATCH[:2] + [dict(BATCH[2], uuid=other.UUIDString())]
+    res = run(libvirt_secret, dict(secrets=batch), capsys)
+    assert res['failed'] and 'secret iscsi iqn.2026-01.org.example:b3: secret %s exists with usage volume' % (
+        other.UUIDString()) in res['msg']
+    assert conn.secrets == [other] and other.values == []
+    assert_no_batch_value(res)
+
+
+def test_secret_batch_failure_while_applying_names_the_entry_and_what_changed(conn, capsys):
+    run(libvirt_secret, dict(secrets=[BATCH[0]]), capsys)
+    first = conn.secrets[0]
+    original = FakeSecret.setValue
+
+    def refuse_the_iscsi_value(secret, value, flags):
+        if secret.usage()[0] == 'iscsi':
+            raise FakeError('cannot write secret value', 38)
+        original(secret, value, flags)
+    FakeSecret.setValue = refuse_the_iscsi_value
+    try:
+        batch = [dict(BATCH[0], state='absent'), BATCH[2], BATCH[1]]
+        res = run(libvirt_secret, dict(secrets=batch), capsys)
+    finally:
+        FakeSecret.setValue = original
+    assert res['failed'] and res['changed'] is True
+    assert res['msg'].startswith('secret iscsi iqn.2026-01.org.example:b3: libvirt refused the value: cannot write secret value')
+    assert 'changed before it: volume /var/lib/libvirt/images/b1.qcow2' in res['msg']
+    assert 'not applied: ceph client.b2' in res['msg'] and 'changed in part' not in res['msg']
+    assert [(r['usage_id'], r['changed']) for r in res['secrets']] == [('/var/lib/libvirt/images/b1.qcow2', True)]
+    assert first not in conn.secrets and conn.secrets == []  # the iscsi secret was undefined again
+    assert_no_batch_value(res)
+
+
+def test_secret_batch_failure_after_an_undefine_says_the_entry_is_changed_in_part(conn, capsys, monkeypatch):
+    run(libvirt_secret, dict(secrets=[BATCH[1]]), capsys)
+
+    def refuse(xml, flags):
+        raise FakeError('cannot define secret', 1)
+    monkeypatch.setattr(conn, 'secretDefineXML', refuse)
+    # ephemeral cannot change in place: undefined first, then the define fails
+    res = run(libvirt_secret, dict(secrets=[dict(BATCH[1], ephemeral=False), BATCH[0]]), capsys)
+    assert res['failed'] and res['changed'] is True and res['secrets'] == [] and conn.secrets == []
+    assert res['msg'] == ('secret ceph client.b2: libvirt refused: cannot define secret (this secret is changed in part; '
+                          'no secret was changed before it; not applied: volume /var/lib/libvirt/images/b1.qcow2)')
+
+
+def test_secret_batch_is_exclusive_with_the_single_secret_options(conn, capsys):
+    both = run(libvirt_secret, dict(secrets=BATCH, usage_id='/x.qcow2'), capsys)
+    assert both['failed'] and 'mutually exclusive: secrets|usage_id' in both['msg']
+    value = run(libvirt_secret, dict(secrets=BATCH, value='Batch-Value-1'), capsys)
+    assert value['failed'] and 'mutually exclusive: secrets|value' in value['msg']
+    assert_no_batch_value(value)
+    neither = run(libvirt_secret, dict(description='x'), capsys)
+    assert neither['failed'] and 'one of the following is required: usage_id, secrets' in neither['msg']
+    assert conn.secrets == [] and conn.opened == []
+    empty = run(libvirt_secret, dict(secrets=[]), capsys)
+    assert empty['changed'] is False and empty['secrets'] == []
 
 
 # --- guest_disk ------------------------------------------------------------

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 ---
-module: guest_disk
+module: libvirt_guest_disk
 short_description: Point a shut-off guest's disk at a block device (e.g. an opened LUKS volume)
 version_added: 0.1.0
 description:
@@ -56,14 +56,14 @@ seealso:
 
 EXAMPLES = r'''
 - name: Find where guest01's first disk lives
-  secvirt.kvm.guest_disk:
+  secvirt.kvm.libvirt_guest_disk:
     domain: guest01
     target: vda
     state: query
   register: guest01_vda
 
 - name: Run guest01 from its encrypted volume
-  secvirt.kvm.guest_disk:
+  secvirt.kvm.libvirt_guest_disk:
     domain: guest01
     target: vda
     dev: /dev/mapper/guest01
@@ -113,7 +113,7 @@ domain_state:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.secvirt.kvm.plugins.module_utils.guest_disk import run_guest_disk
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module, uri_argument_spec
 
 
 def main():
@@ -123,7 +123,7 @@ def main():
             target=dict(type='str', required=True),
             dev=dict(type='path'),
             state=dict(type='str', default='present', choices=['present', 'query']),
-            uri=dict(type='str', default='qemu:///system'),
+            **uri_argument_spec(),
         ),
         required_if=[('state', 'present', ['dev'])],
         supports_check_mode=True,

@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-module: domain_limits
+module: libvirt_domain_limits
 short_description: Limit a libvirt guest's CPU, memory, block I/O and network use (cgroups)
 version_added: 0.1.0
 description:
@@ -146,7 +146,7 @@ seealso:
 
 EXAMPLES = r'''
 - name: Keep web01 from starving its neighbours
-  secvirt.kvm.domain_limits:
+  secvirt.kvm.libvirt_domain_limits:
     domain: web01
     cpu_shares: 512
     vcpu_period: 100000
@@ -192,7 +192,7 @@ active:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module, uri_argument_spec
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_limits import run_limits
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XMLValidationError
 
@@ -202,7 +202,7 @@ def main():
     inbound = dict(rate, floor=dict(type='int'))
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type='str', default='qemu:///system'),
+            **uri_argument_spec(),
             domain=dict(type='str', required=True),
             cpu_shares=dict(type='int'),
             vcpu_period=dict(type='int'),

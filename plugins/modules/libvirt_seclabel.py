@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-module: seclabel
+module: libvirt_seclabel
 short_description: Set the sVirt security label of a libvirt guest
 version_added: 0.1.0
 description:
@@ -95,7 +95,7 @@ seealso:
 
 EXAMPLES = r'''
 - name: Give db01 a fixed SELinux MCS pair
-  secvirt.kvm.seclabel:
+  secvirt.kvm.libvirt_seclabel:
     domain: db01
     model: selinux
     type: static
@@ -104,7 +104,7 @@ EXAMPLES = r'''
     relabel: true
 
 - name: Run web01's qemu as a dedicated user in the libvirt-qemu group (DAC, Debian)
-  secvirt.kvm.seclabel:
+  secvirt.kvm.libvirt_seclabel:
     domain: web01
     model: dac
     type: static
@@ -160,7 +160,7 @@ conflicts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module, uri_argument_spec
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_seclabel import run_seclabel
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XMLValidationError
 
@@ -168,7 +168,7 @@ from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XML
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type='str', default='qemu:///system'),
+            **uri_argument_spec(),
             domain=dict(type='str', required=True),
             model=dict(type='str', choices=['selinux', 'apparmor', 'dac']),
             type=dict(type='str', default='dynamic', choices=['dynamic', 'static', 'none']),

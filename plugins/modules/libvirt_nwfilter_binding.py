@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-module: nwfilter_binding
+module: libvirt_nwfilter_binding
 short_description: Attach a libvirt network filter to a guest interface
 version_added: 0.1.0
 description:
@@ -78,17 +78,17 @@ options:
     choices: [warn, fail, ignore]
     default: warn
 notes:
-  - The filter must already be defined (M(secvirt.kvm.nwfilter)).
+  - The filter must already be defined (M(secvirt.kvm.libvirt_nwfilter)).
   - libvirt applies filters to interfaces of type network, bridge and ethernet only.
   - C(clean-traffic) and the other filters libvirt ships use only ebtables protocols, so they are in force
     whatever C(bridge-nf-call-iptables) says.
 seealso:
-  - module: secvirt.kvm.nwfilter
+  - module: secvirt.kvm.libvirt_nwfilter
 '''
 
 EXAMPLES = r'''
 - name: Stop web01 spoofing MAC, IP and ARP on its first NIC
-  secvirt.kvm.nwfilter_binding:
+  secvirt.kvm.libvirt_nwfilter_binding:
     domain: web01
     mac: "52:54:00:5b:1a:cd"
     filter: clean-traffic
@@ -97,7 +97,7 @@ EXAMPLES = r'''
       CTRL_IP_LEARNING: none
 
 - name: Attach a filter with TCP rules, and refuse if the host would not enforce them
-  secvirt.kvm.nwfilter_binding:
+  secvirt.kvm.libvirt_nwfilter_binding:
     domain: web01
     mac: "52:54:00:5b:1a:cd"
     filter: mysecfilter
@@ -106,7 +106,7 @@ EXAMPLES = r'''
     bridge_netfilter: fail
 
 - name: Remove the filter from the interface attached as vnet3
-  secvirt.kvm.nwfilter_binding:
+  secvirt.kvm.libvirt_nwfilter_binding:
     domain: web01
     target_dev: vnet3
     state: absent
@@ -175,7 +175,7 @@ bridge_nf_call:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module, uri_argument_spec
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_nwfilter import run_binding
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XMLValidationError
 
@@ -183,7 +183,7 @@ from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XML
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type='str', default='qemu:///system'),
+            **uri_argument_spec(),
             domain=dict(type='str', required=True),
             mac=dict(type='str'),
             target_dev=dict(type='str'),

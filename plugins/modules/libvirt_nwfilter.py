@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-module: nwfilter
+module: libvirt_nwfilter
 short_description: Define, update and undefine libvirt network filters
 version_added: 0.1.0
 description:
@@ -41,7 +41,7 @@ options:
   state:
     description:
       - V(present) defines or updates the filter, V(absent) undefines it.
-      - To list filters and the bindings of running guests use M(secvirt.kvm.nwfilter_info).
+      - To list filters and the bindings of running guests use M(secvirt.kvm.libvirt_nwfilter_info).
     type: str
     choices: [present, absent]
     default: present
@@ -120,7 +120,7 @@ options:
         is 0 on this host, so that the rules would not see bridged guest traffic.
       - V(warn) defines the filter and warns, V(fail) refuses before defining it, V(ignore) says nothing.
       - The filter is not bound to an interface here, so a bridge's own C(nf_call_iptables) is not looked at;
-        M(secvirt.kvm.nwfilter_binding) does.
+        M(secvirt.kvm.libvirt_nwfilter_binding) does.
     type: str
     choices: [warn, fail, ignore]
     default: warn
@@ -128,8 +128,8 @@ notes:
   - Needs the libvirt nwfilter driver (C(libvirtd) or C(virtnwfilterd)) and, to instantiate filters,
     ebtables and iptables on the host.
 seealso:
-  - module: secvirt.kvm.nwfilter_info
-  - module: secvirt.kvm.nwfilter_binding
+  - module: secvirt.kvm.libvirt_nwfilter_info
+  - module: secvirt.kvm.libvirt_nwfilter_binding
   - name: libvirt network filters
     description: XML format and the protocol attributes.
     link: https://libvirt.org/formatnwfilter.html
@@ -137,7 +137,7 @@ seealso:
 
 EXAMPLES = r'''
 - name: Drop outbound SMTP and inbound telnet, on top of clean-traffic
-  secvirt.kvm.nwfilter:
+  secvirt.kvm.libvirt_nwfilter:
     name: mysecfilter
     chain: root
     rules:
@@ -159,11 +159,11 @@ EXAMPLES = r'''
       - filter: clean-traffic
 
 - name: Define a filter from XML
-  secvirt.kvm.nwfilter:
+  secvirt.kvm.libvirt_nwfilter:
     xml: "{{ lookup('ansible.builtin.file', 'no-smtp.xml') }}"
 
 - name: Remove a filter that guests may still reference
-  secvirt.kvm.nwfilter:
+  secvirt.kvm.libvirt_nwfilter:
     name: oldfilter
     state: absent
     force: true
@@ -192,14 +192,14 @@ layer3_rules_enforced:
   returned: state=present
   type: bool
 bridge_nf_call:
-  description: What was read on the host, as in M(secvirt.kvm.nwfilter_binding).
+  description: What was read on the host, as in M(secvirt.kvm.libvirt_nwfilter_binding).
   returned: state=present
   type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module, uri_argument_spec
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_nwfilter import run_nwfilter
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XMLValidationError
 
@@ -207,7 +207,7 @@ from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_xml import XML
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type='str', default='qemu:///system'),
+            **uri_argument_spec(),
             name=dict(type='str'),
             state=dict(type='str', default='present', choices=['present', 'absent']),
             xml=dict(type='str'),

@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-module: nwfilter_info
+module: libvirt_nwfilter_info
 short_description: List libvirt network filters and their bindings
 version_added: 0.1.0
 description:
@@ -16,27 +16,22 @@ description:
     (C(virsh nwfilter-binding-list)).
   - Uses a read-only connection.
 extends_documentation_fragment:
-  - secvirt.kvm.attributes
+  - secvirt.kvm.attributes.read_only
   - secvirt.kvm.libvirt
 author:
   - secvirt.kvm contributors (@secvirt)
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 options:
   name:
     description: Only return this filter (the module fails when it does not exist).
     type: str
 seealso:
-  - module: secvirt.kvm.nwfilter
-  - module: secvirt.kvm.nwfilter_binding
+  - module: secvirt.kvm.libvirt_nwfilter
+  - module: secvirt.kvm.libvirt_nwfilter_binding
 '''
 
 EXAMPLES = r'''
 - name: Read all network filters
-  secvirt.kvm.nwfilter_info:
+  secvirt.kvm.libvirt_nwfilter_info:
   register: nwfilters
 
 - name: Show who uses clean-traffic
@@ -90,14 +85,14 @@ bindings:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module
+from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_common import run_libvirt_module, uri_argument_spec
 from ansible_collections.secvirt.kvm.plugins.module_utils.libvirt_nwfilter import list_nwfilters
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type='str', default='qemu:///system'),
+            **uri_argument_spec(),
             name=dict(type='str'),
         ),
         supports_check_mode=True,
