@@ -19,3 +19,12 @@ requirements:
   - libvirt-python (C(python3-libvirt) on Debian) on the managed host
   - a running libvirt daemon (C(libvirtd) or the modular C(virtqemud)/C(virtnwfilterd))
 '''
+
+    # The modules that act on one guest: secvirt.kvm.libvirt.domain
+    DOMAIN = r'''
+options:
+  domain:
+    description: Name of the guest (the libvirt domain); it must be defined.
+    type: str
+    required: true
+'''

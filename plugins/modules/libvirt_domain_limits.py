@@ -20,13 +20,10 @@ description:
 extends_documentation_fragment:
   - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
+  - secvirt.kvm.libvirt.domain
 author:
   - secvirt.kvm contributors (@secvirt)
 options:
-  domain:
-    description: Name of the guest.
-    type: str
-    required: true
   cpu_shares:
     description:
       - Relative CPU weight (C(<cputune><shares>)). With cgroup v2 (Debian 12) libvirt writes it to

@@ -26,11 +26,6 @@ description:
 author:
   - secvirt.kvm contributors (@secvirt)
 options:
-  domain:
-    description:
-      - Name of the defined guest.
-    type: str
-    required: true
   target:
     description:
       - Target device name of the disk inside the guest definition (C(<target dev='vda'/>)).
@@ -49,6 +44,7 @@ options:
 extends_documentation_fragment:
   - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
+  - secvirt.kvm.libvirt.domain
 seealso:
   - module: secvirt.kvm.luks_volume
   - module: secvirt.kvm.image_check

@@ -27,13 +27,10 @@ description:
 extends_documentation_fragment:
   - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
+  - secvirt.kvm.libvirt.domain
 author:
   - secvirt.kvm contributors (@secvirt)
 options:
-  domain:
-    description: Name of the guest.
-    type: str
-    required: true
   mac:
     description: MAC address of the interface.
     type: str

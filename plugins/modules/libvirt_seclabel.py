@@ -28,13 +28,10 @@ description:
 extends_documentation_fragment:
   - secvirt.kvm.attributes.full
   - secvirt.kvm.libvirt
+  - secvirt.kvm.libvirt.domain
 author:
   - secvirt.kvm contributors (@secvirt)
 options:
-  domain:
-    description: Name of the guest.
-    type: str
-    required: true
   model:
     description:
       - Security driver the label is for. Required except for O(type=none), where leaving it out

@@ -63,8 +63,7 @@ options:
     default: 180
 extends_documentation_fragment:
   - secvirt.kvm.attributes.full
-requirements:
-  - cryptography >= 38.0 (Python library) on the host that runs the module
+  - secvirt.kvm.x509
 author:
   - secvirt.kvm contributors (@secvirt)
 '''

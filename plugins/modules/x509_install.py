@@ -105,8 +105,7 @@ options:
             default: '0644'
 extends_documentation_fragment:
   - secvirt.kvm.attributes.full
-requirements:
-  - cryptography >= 38.0 (Python library; C(python3-cryptography) on Debian) on the managed host
+  - secvirt.kvm.x509
 author:
   - secvirt.kvm contributors (@secvirt)
 '''

@@ -55,8 +55,7 @@ options:
     default: true
 extends_documentation_fragment:
   - secvirt.kvm.attributes.read_only
-requirements:
-  - cryptography >= 38.0 (Python library; C(python3-cryptography) on Debian) on the managed host
+  - secvirt.kvm.x509
 author:
   - secvirt.kvm contributors (@secvirt)
 '''
