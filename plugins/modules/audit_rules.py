@@ -201,12 +201,12 @@ backup_file:
 '''
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible_collections.secvirt.kvm.plugins.module_utils import audit_kernel
 from ansible_collections.secvirt.kvm.plugins.module_utils import audit_rules
+from ansible_collections.secvirt.kvm.plugins.module_utils.file_write import enforce_attributes, replace_file
 
 
 def selinux_enabled():
@@ -276,20 +276,12 @@ def main():
     if changed and not module.check_mode:
         if not os.path.isdir(os.path.dirname(dest) or '/'):
             module.fail_json(msg='directory of %s does not exist: is auditd installed?' % dest, **result)
-        if p['backup'] and before is not None:
-            result['backup_file'] = module.backup_local(dest)
-        fd, tmp = tempfile.mkstemp(prefix='.audit_rules.', dir=os.path.dirname(dest) or '/')
-        try:
-            with os.fdopen(fd, 'wb') as fh:
-                fh.write(to_bytes(content))
-            module.atomic_move(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        backup_file = replace_file(module, dest, content, backup=p['backup'])
+        if backup_file:
+            result['backup_file'] = backup_file
     result['changed'] = changed
-    file_args = module.load_file_common_arguments(dict(path=dest, mode=p['mode']))
     if not module.check_mode or os.path.exists(dest):
-        result['changed'] = module.set_fs_attributes_if_different(file_args, result['changed'])
+        result['changed'] = enforce_attributes(module, dest, result['changed'], mode=p['mode'])
 
     if p['compare_loaded']:
         auditctl = module.get_bin_path('auditctl', required=True, opt_dirs=['/sbin', '/usr/sbin'])

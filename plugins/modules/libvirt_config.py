@@ -122,11 +122,11 @@ values:
 '''
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible_collections.secvirt.kvm.plugins.module_utils import libvirt_conf
+from ansible_collections.secvirt.kvm.plugins.module_utils.file_write import enforce_attributes, replace_file
 
 
 def main():
@@ -183,19 +183,12 @@ def main():
                               before_header=path if exists else '/dev/null', after_header=path)
 
     if changed and not module.check_mode:
-        if exists and module.params['backup']:
-            result['backup_file'] = module.backup_local(path)
-        tmpfd, tmppath = tempfile.mkstemp(dir=os.path.dirname(path) or '.', prefix='.secvirt-')
-        with os.fdopen(tmpfd, 'wb') as handle:
-            handle.write(to_bytes(after))
-        if exists:
-            st = os.stat(path)
-            os.chown(tmppath, st.st_uid, st.st_gid)
-            os.chmod(tmppath, st.st_mode & 0o7777)
-        module.atomic_move(tmppath, path)
+        # an existing file keeps its owner and mode (atomic_move); a new one gets O(mode)
+        backup_file = replace_file(module, path, after, backup=exists and module.params['backup'])
+        if backup_file:
+            result['backup_file'] = backup_file
         if not exists:
-            file_args = module.load_file_common_arguments(dict(path=path, mode=module.params['mode']))
-            module.set_fs_attributes_if_different(file_args, False)
+            enforce_attributes(module, path, False, mode=module.params['mode'])
     module.exit_json(**result)
 
 
