@@ -57,10 +57,13 @@ class Case(object):
             self.label, self.failed, self.failed_task, self.flat, self.output[-3000:])
 
 
-def run_cases(tmp_path, tasks, cases, vars_files=()):
+def run_cases(tmp_path, tasks, cases, vars_files=(), args=(), check=True):
     """One play over one inventory host per case (connection local, no facts, check mode).
 
     ``cases`` is a list of ``(label, variables)``; returns a Case for each.
+    ``args`` go to ansible-playbook as they are (``--tags``, ``--skip-tags``);
+    ``check=False`` runs without ``--check`` (for plays that only compute
+    and write into pytest's tmp_path).
     """
     work = tmp_path / ("run%d" % len(list(tmp_path.glob("run*"))))
     (work / "host_vars").mkdir(parents=True)
@@ -80,7 +83,8 @@ def run_cases(tmp_path, tasks, cases, vars_files=()):
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_FORKS="8",
                ANSIBLE_CALLBACK_RESULT_FORMAT="yaml", ANSIBLE_STDOUT_CALLBACK="default")
     env.pop("ANSIBLE_CONFIG", None)
-    proc = subprocess.run([PLAYBOOK, "--check", "-i", str(work / "inventory"), str(work / "play.yml")], cwd=ROOT,
+    command = [PLAYBOOK] + (["--check"] if check else []) + list(args)
+    proc = subprocess.run(command + ["-i", str(work / "inventory"), str(work / "play.yml")], cwd=ROOT,
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                           timeout=600, check=False)
     output = proc.stdout
