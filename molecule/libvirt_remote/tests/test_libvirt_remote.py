@@ -481,8 +481,11 @@ def run_role(role_vars=None, hosts="kvm_hosts", role="libvirt_remote"):
 
 def test_failed_restart_restores_the_previous_configuration():
     before = KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf")
-    # exists, but is no certificate
-    rc, output = run_role({"libvirt_remote_server_cert": "/etc/hostname"})
+    sasl_before = KVM.check_output("sha256sum /etc/sasl2/libvirt.conf")
+    # exists, but is no certificate; and a new SCRAM iteration count, so that
+    # the SASL file changes in the same run and must be put back too (the
+    # role once registered that template's result over the file's path)
+    rc, output = run_role({"libvirt_remote_server_cert": "/etc/hostname", "libvirt_remote_sasl_scram_iterations": 20000})
     assert rc != 0, output[-3000:]
     # the YAML result format folds long messages: compare with whitespace collapsed
     flat = " ".join(output.split())
@@ -490,6 +493,7 @@ def test_failed_restart_restores_the_previous_configuration():
     # a failed start takes libvirtd's sockets down: the rollback brings them back
     assert "listening again" in flat and "NOT listening" not in flat, output[-3000:]
     assert KVM.check_output("sha256sum /etc/libvirt/libvirtd.conf") == before
+    assert KVM.check_output("sha256sum /etc/sasl2/libvirt.conf") == sasl_before
     # libvirtd exits when idle (--timeout 120) and is socket-activated again
     assert KVM.run("virsh -c qemu:///system uri").rc == 0
     assert virsh(URI).rc == 0
