@@ -11,6 +11,7 @@ import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "_harness"))
 import ansible_cli  # noqa: E402
+import clones  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 KVM = RUNNER.get_host(RUNNER.get_hosts("kvm_hosts")[0])
@@ -293,6 +294,41 @@ def test_wider_renewal_window_reissues_only_the_server_certificates():
     assert all(reason[0].startswith("expiring:") for reason in renewed_names.values())
     text = cert_text(KVM, "/etc/pki/libvirt/servercert.pem")
     assert openssl_days_left(KVM, "/etc/pki/libvirt/servercert.pem") > 55, text
+
+
+def handler_results(run, name):
+    """The per-item results of task ``name`` in a run with the json callback."""
+    result = json.loads(run.stdout)
+    return [item for play in result["plays"] for task in play["tasks"] if task["task"]["name"].endswith(name)
+            for host in task["hosts"].values() for item in host.get("results", [host])]
+
+
+def test_renewal_while_libvirtd_runs_without_tls_does_not_fail_the_play():
+    """site.yml's first run installs the certificates before libvirt_remote
+    turns TLS on. When libvirtd happens to run then (socket-activated by an
+    earlier task), pki's reload handler asks it to reload TLS files it does
+    not serve, and libvirt answers "no tls service found": that failed a
+    whole debian13 converge (2026-12-03). Now that answer means nothing to
+    reload; with a TLS listener the same reload works (positive control).
+    On a clone: the renewal test depends on converge's certificates."""
+    with clones.cloned("pki-reload", ["kvmhost"]) as clone:
+        host = clone.host("kvmhost")
+        # no idle exit (Debian's --timeout 120) before the handler runs
+        host.check_output("echo 'LIBVIRTD_ARGS=\"\"' > /etc/default/libvirtd && systemctl start libvirtd.service")
+        assert host.run("systemctl is-active libvirtd-tls.socket").stdout.strip() != "active"
+        run = ansible_cli.run_role("pki", "kvm_hosts", inventory=clone.inventory,
+                                   extra_vars={"pki_renew_before_days": 45, "pki_server_validity_days": 60},
+                                   env={"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"})
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+        reloads = handler_results(run, "Make the running libvirt daemon load the renewed certificates")
+        assert [r["item"][0] for r in reloads] == ["libvirtd"], reloads
+        assert "no tls service found" in reloads[0]["stderr"], reloads
+        assert not reloads[0]["changed"] and not reloads[0].get("failed"), reloads
+        # positive control: libvirtd started with its TLS socket reloads the renewed files
+        host.check_output("systemctl stop libvirtd.service && systemctl start libvirtd-tls.socket "
+                          "&& systemctl start libvirtd.service")
+        reload = host.run("virt-admin --connect libvirtd:///system server-update-tls libvirtd")
+        assert reload.rc == 0, reload.stderr
 
 
 def openssl_days_left(host, path):
