@@ -88,7 +88,7 @@ checks() {
 # for half an hour while the other still had two scenarios to run (CI at
 # 39da57d: libvirt_remote alone took 84 min).
 declare -A minutes=([libvirt_remote]=22 [debian13]=20 [audit]=16 [storage]=14 [pki]=12 [vlan_bridges]=10
-                    [libvirt_modules]=8)
+                    [libvirt_modules]=8 [hypervisor]=10)
 lanes=${SECVIRT_LANES:-2}
 logs=$PWD/.cache/logs
 mkdir -p "$logs"

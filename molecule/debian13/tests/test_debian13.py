@@ -2,9 +2,13 @@
 on the machines themselves. Each check is independent of the others."""
 import os
 import re
+import sys
 import time
 
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
+import nested_guests  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 KVM = RUNNER.get_host("kvmhost")
@@ -80,3 +84,42 @@ def test_vlan_bridges_carry_their_vlans_and_the_default_network_is_gone():
         assert "vlan protocol 802.1Q id %d" % vlan in link and "master %s" % bridge in link
     networks = KVM.check_output("virsh -q -c qemu:///system net-list --all --name")
     assert "default" not in networks.split()
+
+
+def test_two_guests_run_confined_and_cannot_read_each_others_image():
+    """The hypervisor role on libvirt 11: two guests started after site.yml."""
+    names = ("d13guesta", "d13guestb")
+    try:
+        for name in names:
+            nested_guests.define(KVM, name)
+            KVM.check_output(nested_guests.VIRSH + " start %s", name)
+        procs = {name: nested_guests.qemu_process(KVM, name) for name in names}
+        nested_guests.assert_confined(KVM, procs)
+        profile = "libvirt-" + procs["d13guesta"]["uuid"]
+        own = KVM.run("aa-exec -p %s -- head -c 512 %s/d13guesta.img | wc -c", profile, nested_guests.IMAGES)
+        assert own.rc == 0 and own.stdout.strip() == "512", own          # positive control
+        other = KVM.run("aa-exec -p %s -- head -c 512 %s/d13guestb.img", profile, nested_guests.IMAGES)
+        assert other.rc != 0 and "Permission denied" in other.stderr, other
+    finally:
+        for name in names:
+            nested_guests.remove(KVM, name)
+
+
+def test_an_unconfined_guest_is_refused_on_libvirt_11():
+    nested_guests.define(KVM, "d13unconfined", disk=False, seclabel="<seclabel type='none'/>")
+    nested_guests.define(KVM, "d13confined", disk=False)
+    try:
+        refused = KVM.run(nested_guests.VIRSH + " start d13unconfined")
+        assert refused.rc != 0 and "Unconfined guests are not allowed on this host" in refused.stderr, refused
+        assert KVM.run(nested_guests.VIRSH + " start d13confined").rc == 0       # positive control
+    finally:
+        nested_guests.remove(KVM, "d13unconfined")
+        nested_guests.remove(KVM, "d13confined")
+
+
+def test_hypervisor_sysctls_and_ksm_in_force():
+    for key, value in (("kernel.unprivileged_bpf_disabled", "1"), ("kernel.kptr_restrict", "2"),
+                       ("kernel.yama.ptrace_scope", "2"), ("vm.unprivileged_userfaultfd", "0")):
+        assert KVM.check_output("cat /proc/sys/%s", key.replace(".", "/")).strip() == value, key
+    assert KVM.check_output("cat /sys/kernel/mm/ksm/run").strip() == "0"
+    assert "/dev/userfaultfd" in KVM.file("/etc/libvirt/qemu.conf").content_string   # the trixie device list

@@ -37,6 +37,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(PLAYBOOK), reason="ansible-pl
 VALIDATION = {
     "audit": ["platform", "include_vars", "detect", "validate"],
     "encrypted_storage": ["platform", "include_vars", "validate"],
+    # hypervisor's report (last) reads whatever phases ran, with defaults for the others
+    "hypervisor": ["platform", "include_vars", "validate", "detect", "preflight", "report"],
     "libvirt_client": ["platform", "include_vars", "assert"],
     "libvirt_remote": ["platform", "include_vars", "validate", "detect", "preflight"],
     "pki": ["platform", "include_vars", "validate"],
@@ -64,6 +66,14 @@ PHASES = {
         "encrypted_storage_migrate": ["migrate"],
         "encrypted_storage_libvirt_secrets": ["libvirt_secrets"],
         "encrypted_storage_header_backup": ["header_backup"],
+    },
+    "hypervisor": {
+        "hypervisor_packages": ["deb_packages"],
+        "hypervisor_lsm": ["lsm"],
+        # a changed qemu.conf is proven by the restart (or rolled back) in the same phase
+        "hypervisor_qemu": ["qemu"],
+        "hypervisor_kernel": ["kernel"],
+        "hypervisor_services": ["services"],
     },
     "libvirt_client": {
         "libvirt_client_packages": ["deb_packages"],
@@ -309,7 +319,7 @@ def test_site_yml_tags_of_two_roles_list_only_the_guards_of_the_others(tmp_path)
     assert sorted(listing) == ROLES, listing
     for role in ("audit", "encrypted_storage"):
         assert names(listing[role]) == everything(role), role
-    for role in ("pki", "libvirt_remote", "vlan_bridges", "libvirt_client"):
+    for role in ("hypervisor", "pki", "libvirt_remote", "vlan_bridges", "libvirt_client"):
         assert names(listing[role]) == [SPEC_TASK, GUARD_TASK], role
 
 
@@ -383,6 +393,7 @@ def tasks_run(case, role):
 LATE_PHASE = {
     "audit": "audit_rules",
     "encrypted_storage": "encrypted_storage_volumes",
+    "hypervisor": "hypervisor_qemu",
     "libvirt_client": "libvirt_client_certificates",
     "libvirt_remote": "libvirt_remote_sockets",
     "pki": "pki_install",

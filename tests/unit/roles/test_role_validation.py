@@ -232,6 +232,41 @@ def test_audit_refuses_kernel_arguments_grub_would_execute(tmp_path):
     assert not os.path.exists("/tmp/pwned")
 
 
+# --- hypervisor --------------------------------------------------------------
+
+def hypervisor(tmp_path, cases):
+    return validate_role(tmp_path, "hypervisor", cases,
+                         vars_files=[os.path.join(ROOT, "roles", "hypervisor", "vars", "Debian.yml")])
+
+
+def test_hypervisor_refuses_unsafe_settings_before_any_change(tmp_path):
+    assert check(tmp_path, hypervisor, [
+        ("qemu as root", {"hypervisor_qemu_user": "root"}, "Refuse running QEMU as root", ["must not run as root"]),
+        ("qemu group 0", {"hypervisor_qemu_group": 0}, "Refuse running QEMU as root", ["must not run as root"]),
+        ("driver none, no reason", {"hypervisor_security_driver": "none"},
+         "Refuse turning confinement off without a reason", ["hypervisor_security_driver_none_reason"]),
+        ("baseline key as extra", {"hypervisor_qemu_extra_settings": {"seccomp_sandbox": 0, "vnc_tls": 1}},
+         "Refuse baseline keys in the extra qemu.conf settings", ["sets seccomp_sandbox, which the baseline owns"]),
+        ("device outside /dev", {"hypervisor_cgroup_device_acl": ["/dev/null", "/etc/shadow"]},
+         "Refuse device paths outside /dev", ["refused: /etc/shadow"]),
+        ("mask ssh", {"hypervisor_masked_services_extra": ["ssh.service"]},
+         "Refuse masking a service the host needs", ["refusing to mask ssh.service"]),
+        ("mask libvirtd socket", {"hypervisor_masked_services_extra": ["libvirtd.socket"]},
+         "Refuse masking a service the host needs", ["refusing to mask libvirtd.socket"]),
+        ("sysctl value with a newline", {"hypervisor_sysctls_override": {"kernel.kptr_restrict": "2\nvm.x = 1"}},
+         "Refuse sysctl names and values", ["refused: kernel.kptr_restrict"]),
+        ("sysctl name with a slash", {"hypervisor_sysctls_override": {"../../etc": 1}},
+         "Refuse sysctl names and values", ["refused: ../../etc"]),
+    ], [
+        ("defaults", {}),
+        ("driver none with a reason", {"hypervisor_security_driver": "none",
+                                       "hypervisor_security_driver_none_reason": "lab host, guests are disposable"}),
+        ("extra keys the baseline does not own", {"hypervisor_qemu_extra_settings": {"vnc_tls": 1}}),
+        ("a sysctl left out, one added", {"hypervisor_sysctls_override": {"kernel.yama.ptrace_scope": None,
+                                                                          "kernel.perf_event_paranoid": 3}}),
+    ])
+
+
 # --- libvirt_remote ----------------------------------------------------------
 
 REMOTE = {"libvirt_remote_tls_allowed_dn_list": ["C=DE,O=secvirt,OU=operators,CN=*"],
@@ -396,6 +431,7 @@ PLATFORM_CONTROLS = {
     "audit": ({"audit_kernel_args": ["audit=1 $(id)"]},
               "Refuse kernel arguments that are not plain NAME or NAME=VALUE words"),
     "encrypted_storage": (volumes(dict(VOLUME, passphrase="Zq7")), "Refuse passphrases shorter than"),
+    "hypervisor": ({"hypervisor_qemu_user": "root"}, "Refuse running QEMU as root"),
     "libvirt_client": ({"libvirt_client_sasl_credentials": [{"host": "kvm01.example.org", "username": "u",
                                                              "password": "p"}]},
                        "Refuse a SASL password file that was not explicitly accepted"),
