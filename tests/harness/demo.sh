@@ -5,8 +5,8 @@
 # The VMs are destroyed afterwards unless SECVIRT_DEMO_KEEP=1. Arguments are
 # passed to ansible-playbook for site.yml (e.g. --tags pki,libvirt_remote).
 # The KVM host boots the harness's "virt" disk (libvirt and qemu already
-# unpacked: doing it under TCG costs many minutes), so site.yml's package
-# step reports ok there; the station boots the plain disk and installs its
+# unpacked: doing it under TCG costs many minutes), so the hypervisor role's
+# package step installs only AppArmor's tools there; the station boots the plain disk and installs its
 # client packages itself. SECVIRT_DEMO_IMAGE=plain boots a plain KVM host.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
