@@ -17,6 +17,11 @@ import os
 import pwd
 import stat
 
+try:
+    from cryptography import x509
+except ImportError:  # pragma: no cover - reported through x509.HAS_CRYPTOGRAPHY
+    pass
+
 from ansible_collections.secvirt.kvm.plugins.module_utils.x509 import (
     X509Error, _to_bytes, iso, key_type_of, load_certificate, load_private_key, name_to_string, not_after,
     public_key_fingerprint,
@@ -338,6 +343,17 @@ def plan_key(path, key_type, regenerate=False):
     return key, '', data
 
 
+def _crl_summary(data):
+    try:
+        crl = x509.load_pem_x509_crl(data)
+    except ValueError:
+        raise X509Error('not a PEM CRL')
+    next_update = getattr(crl, 'next_update_utc', None) or crl.next_update
+    return 'CRL %s next update %s, %d revoked' % (name_to_string(crl.issuer),
+                                                  next_update.strftime('%Y-%m-%dT%H:%M:%SZ') if next_update else 'none',
+                                                  len(list(crl)))
+
+
 def file_summary(path, data, kind='key', with_attrs=True):
     """One log-safe line about a key or certificate file (never its secret content)."""
     if data is None:
@@ -350,6 +366,8 @@ def file_summary(path, data, kind='key', with_attrs=True):
         if kind == 'key':
             key = load_private_key(data)
             what = '%s key %s' % (key_type_of(key), public_key_fingerprint(key)[:23])
+        elif kind == 'crl':
+            what = _crl_summary(data)
         else:
             cert = load_certificate(data)
             what = 'certificate %s serial %x not after %s' % (

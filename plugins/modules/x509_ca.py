@@ -61,6 +61,34 @@ options:
     description: Warn when the CA expires within this many days (renewing a CA is a planned operation, never automatic).
     type: int
     default: 180
+  promote:
+    description:
+      - The last step of a CA rollover. When a CA exists at O(promote.cert_path) / O(promote.key_path) (made
+        earlier by this module, its key decrypting with O(passphrase)), it becomes the CA at O(cert_path) /
+        O(key_path).
+      - The CA it replaces is moved, never deleted, into a new directory under O(promote.archive_dir) named after
+        the time and its fingerprint, together with the files of O(promote.with_files) (its CRL and revocation
+        index, which belong to it).
+      - Once the promoted CA's files are gone (moved), the option does nothing: the step is idempotent.
+    type: dict
+    suboptions:
+      cert_path:
+        description: Certificate of the CA to promote.
+        type: path
+        required: true
+      key_path:
+        description: Encrypted key of the CA to promote.
+        type: path
+        required: true
+      archive_dir:
+        description: Where the replaced CA is kept. Created with mode C(0700).
+        type: path
+        required: true
+      with_files:
+        description: Files of the replaced CA moved into the archive with it, if they exist.
+        type: list
+        elements: path
+        default: []
 extends_documentation_fragment:
   - secvirt.kvm.attributes.full
   - secvirt.kvm.x509
@@ -114,6 +142,19 @@ key_encrypted:
   description: Whether the CA key on disk is encrypted.
   returned: when the CA exists
   type: bool
+promoted:
+  description: Whether the CA at O(promote.cert_path) was (or in check mode would be) made the CA.
+  returned: always
+  type: bool
+retired:
+  description: Directory the replaced CA was moved to (empty when nothing was promoted, and in check mode).
+  returned: always
+  type: str
+retired_files:
+  description: Base names of the O(promote.with_files) that were (or would be) moved with the replaced CA.
+  returned: always
+  type: list
+  elements: str
 '''
 
 import os
@@ -135,6 +176,12 @@ def main():
             subject=dict(type='dict', required=True),
             validity_days=dict(type='int', default=3650),
             warn_days=dict(type='int', default=180),
+            promote=dict(type='dict', options=dict(
+                cert_path=dict(type='path', required=True),
+                key_path=dict(type='path', required=True, no_log=False),
+                archive_dir=dict(type='path', required=True),
+                with_files=dict(type='list', elements='path', default=[]),
+            )),
         ),
         supports_check_mode=True,
     )
@@ -144,11 +191,17 @@ def main():
     if not p['passphrase']:
         module.fail_json(msg='passphrase must not be empty: the CA key is never stored unencrypted')
 
-    result = dict(changed=False, created=False)
+    result = dict(changed=False, created=False, promoted=False, retired='', retired_files=[])
+    if p['promote']:
+        promote(module, result)
+    cert_path, key_path = p['cert_path'], p['key_path']
+    if result['promoted'] and module.check_mode:
+        # what a real run would leave at the CA paths
+        cert_path, key_path = p['promote']['cert_path'], p['promote']['key_path']
 
     try:
-        cert_data = xf.read_file(p['cert_path'])
-        key_data = xf.read_file(p['key_path'])
+        cert_data = xf.read_file(cert_path)
+        key_data = xf.read_file(key_path)
         if cert_data is None and key_data is None:
             if not p['create']:
                 module.fail_json(msg='no CA at %s / %s and create=false' % (p['cert_path'], p['key_path']))
@@ -179,10 +232,10 @@ def main():
             key = x.load_private_key(key_data, p['passphrase'] if encrypted else None)
             problems = x.check_ca(cert, key)
             if problems:
-                module.fail_json(msg='%s is not usable as the CA: %s' % (p['cert_path'], '; '.join(problems)))
+                module.fail_json(msg='%s is not usable as the CA: %s' % (cert_path, '; '.join(problems)))
             if not encrypted:
                 module.warn('the CA key %s is not encrypted; re-encrypt it with the passphrase' % p['key_path'])
-            mode = os.stat(p['key_path']).st_mode & 0o777
+            mode = os.stat(key_path).st_mode & 0o777
             if mode & 0o077:
                 module.warn('the CA key %s has mode %04o; it should be 0600' % (p['key_path'], mode))
     except x.X509Error as exc:
@@ -196,6 +249,51 @@ def main():
                   not_after=info['not_after'], fingerprint=info['fingerprint'], key_type=info['key_type'],
                   key_encrypted=encrypted)
     module.exit_json(**result)
+
+
+def promote(module, result):
+    """Make the rollover's new CA the CA; move the old one (and its CRL and index) into the archive."""
+    p = module.params
+    q = p['promote']
+    try:
+        new_cert_data = xf.read_file(q['cert_path'])
+        new_key_data = xf.read_file(q['key_path'])
+        if new_cert_data is None and new_key_data is None:
+            return
+        if new_cert_data is None or new_key_data is None:
+            module.fail_json(msg='only one of %s and %s exists; refusing to promote half a CA' % (q['cert_path'], q['key_path']))
+        new_cert = x.load_certificate(new_cert_data)
+        problems = x.check_ca(new_cert, x.load_private_key(new_key_data, p['passphrase']))
+        if problems:
+            module.fail_json(msg='%s is not usable as the CA: %s' % (q['cert_path'], '; '.join(problems)))
+        old_cert_data = xf.read_file(p['cert_path'])
+        if old_cert_data is None or xf.read_file(p['key_path']) is None:
+            module.fail_json(msg='no CA at %s / %s to replace; a rollover starts from an existing CA' % (p['cert_path'], p['key_path']))
+    except x.X509Error as exc:
+        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+    old_info = x.describe(x.load_certificate(old_cert_data))
+    extra = [f for f in q['with_files'] if os.path.lexists(f)]
+    result.update(changed=True, promoted=True, retired_files=[os.path.basename(f) for f in extra])
+    if module._diff:
+        result['diff'] = dict(before='CA %s SHA-256 %s\n' % (old_info['subject'], old_info['fingerprint']),
+                              after='CA %s SHA-256 %s\n' % (x.describe(new_cert)['subject'], x.describe(new_cert)['fingerprint']),
+                              after_header=p['cert_path'])
+    if module.check_mode:
+        return
+    archive = os.path.join(q['archive_dir'], '%s-%s' % (x.utcnow().strftime('%Y%m%dT%H%M%SZ'),
+                                                        old_info['fingerprint'].replace(':', '')[:16]))
+    if not os.path.isdir(q['archive_dir']):
+        os.makedirs(q['archive_dir'], 0o700)
+    os.mkdir(archive, 0o700)
+    moves = [(p['cert_path'], 'cacert.pem'), (p['key_path'], 'cakey.pem')]
+    moves += [(f, os.path.basename(f)) for f in extra]
+    # the old CA out first, then the new one in: a failure in between leaves
+    # no CA at the paths (the next run refuses), never a half of each
+    for path, name in moves:
+        os.rename(path, os.path.join(archive, name))
+    os.rename(q['key_path'], p['key_path'])
+    os.rename(q['cert_path'], p['cert_path'])
+    result['retired'] = archive
 
 
 if __name__ == '__main__':

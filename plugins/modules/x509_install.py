@@ -11,7 +11,7 @@ module: x509_install
 short_description: Install a CA certificate and signed certificates on a host, after checking them against the host's keys
 version_added: 0.1.0
 description:
-  - Writes the CA certificate to every path of O(ca_files) and each
+  - Writes the CA certificate to every path of O(ca_files), the CRL (if any) to every path of O(crl_files), and each
     certificate to every path of its O(certificates[].files), with the given
     owner, group and mode, in one call.
   - Before anything is written, every certificate is checked - signed by
@@ -30,11 +30,43 @@ description:
     without following links and owner and mode are set through the open file.
 options:
   ca_certificate:
-    description: CA certificate (PEM).
+    description:
+      - CA certificate (PEM), or a bundle of CA certificates (during a CA rollover, the old and the new CA).
+      - Each certificate of O(certificates) is checked against the CA of the bundle that signed it.
     type: str
     required: true
   ca_files:
     description: Where the CA certificate goes.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: File path; its directory must exist.
+        type: path
+        required: true
+      owner:
+        description: File owner.
+        type: str
+        default: root
+      group:
+        description: File group.
+        type: str
+        default: root
+      mode:
+        description: File mode.
+        type: str
+        default: '0644'
+  crl:
+    description:
+      - Certificate revocation list (PEM) from M(secvirt.kvm.x509_crl), written to every path of O(crl_files).
+      - It must be signed by a CA of O(ca_certificate) and not be past its nextUpdate (an expired CRL makes
+        every TLS peer refuse every certificate); otherwise nothing is written.
+      - Empty (the default) leaves any CRL file alone.
+    type: str
+    default: ''
+  crl_files:
+    description: Where the CRL goes (libvirt reads C(cacrl.pem) next to C(cacert.pem), QEMU C(ca-crl.pem) in its x509 directories).
     type: list
     elements: dict
     default: []
@@ -139,6 +171,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_crl as xc
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509_files as xf
 
 FILE_SPEC = dict(
@@ -154,11 +187,18 @@ def check(module):
     p = module.params
     errors = []
     try:
-        ca = x.load_certificate(p['ca_certificate'])
-        errors.extend('CA: %s' % e for e in x.check_ca(ca))
+        cas = xc.load_ca_bundle(p['ca_certificate'])
+        for ca in cas:
+            errors.extend('CA %s: %s' % (x.name_to_string(ca.subject), e) for e in x.check_ca(ca))
     except x.X509Error as exc:
         module.fail_json(msg='nothing written; CA: %s' % exc)
-    plan = [(x.certificate_pem(ca), p['ca_files'])]
+    plan = [(b''.join(x.certificate_pem(ca) for ca in cas), p['ca_files'], 'certificate')]
+    if p['crl']:
+        try:
+            crl = xc.check_crl_for_install(p['crl'], cas)
+            plan.append((xc.crl_pem(crl), p['crl_files'], 'crl'))
+        except x.X509Error as exc:
+            errors.append('CRL: %s' % exc)
     for item in p['certificates']:
         try:
             cert = x.load_certificate(item['certificate'])
@@ -169,16 +209,19 @@ def check(module):
                     raise x.X509Error('private key %s does not exist' % item['key_path'])
                 if data is not None:
                     key = x.load_private_key(data)
-            problems = x.verify_certificate(cert, ca, private_key=key, names=item['names'], profile=item['profile'])
+            # against the CA of the bundle that issued it (during a CA rollover
+            # the bundle holds the old and the new CA)
+            issuer = next((ca for ca in cas if x.signed_by(cert, ca)), cas[0])
+            problems = x.verify_certificate(cert, issuer, private_key=key, names=item['names'], profile=item['profile'])
             if module.check_mode and key is not None and problems == ['the private key does not belong to the certificate']:
                 # check mode signs for a key that x509_csr only simulated
                 module.warn('%s: certificate is for a key that a real run would create' % item['name'])
                 problems = []
             errors.extend('%s: %s' % (item['name'], e) for e in problems)
-            plan.append((x.certificate_pem(cert), item['files']))
+            plan.append((x.certificate_pem(cert), item['files'], 'certificate'))
         except x.X509Error as exc:
             errors.append('%s: %s' % (item['name'], exc))
-    for _pem, files in plan:
+    for _pem, files, _kind in plan:
         for f in files:
             try:
                 xf.parse_mode(f['mode'], f['path'], secret=False)
@@ -205,6 +248,8 @@ def main():
                 profile=dict(type='str', choices=list(x.PROFILES)),
                 files=dict(type='list', elements='dict', required=True, options=FILE_SPEC),
             )),
+            crl=dict(type='str', default=''),
+            crl_files=dict(type='list', elements='dict', default=[], options=FILE_SPEC),
         ),
         supports_check_mode=True,
     )
@@ -215,12 +260,12 @@ def main():
     changed_files = []
     before, after = [], []
     try:
-        for pem, files in plan:
+        for pem, files, kind in plan:
             for f in files:
                 current = xf.read_file(f['path'])
                 changed = current != pem
                 if changed:
-                    before.append(xf.file_summary(f['path'], current, 'certificate'))
+                    before.append(xf.file_summary(f['path'], current, kind))
                     if not module.check_mode:
                         xf.atomic_write(f['path'], pem, xf.parse_mode(f['mode'], secret=False))
                 # through the file's descriptor, never a link; check mode only reports
@@ -232,7 +277,7 @@ def main():
                 changed = changed or attrs_changed
                 if changed:
                     changed_files.append(f['path'])
-                    after.append(xf.file_summary(f['path'], pem, 'certificate', with_attrs=False).rstrip('\n')
+                    after.append(xf.file_summary(f['path'], pem, kind, with_attrs=False).rstrip('\n')
                                  + ' (owner %s:%s mode %s)\n' % (f['owner'], f['group'], f['mode']))
     except (x.X509Error, OSError) as exc:
         module.fail_json(msg=str(exc), exception=traceback.format_exc(), changed_files=changed_files,

@@ -30,7 +30,7 @@ options:
         type: path
         required: true
       ca_path:
-        description: CA certificate file (PEM) it must chain to.
+        description: CA certificate file (PEM) it must chain to; a bundle of CAs (CA rollover) is checked against the CA that issued the certificate.
         type: path
         required: true
       key_path:
@@ -104,6 +104,7 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_crl as xc
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509_files as xf
 
 
@@ -117,7 +118,9 @@ def check_one(item, min_days_left):
         if ca_data is None:
             raise x.X509Error('CA certificate %s missing' % item['ca_path'])
         cert = x.load_certificate(data)
-        ca = x.load_certificate(ca_data)
+        # a bundle during a CA rollover: check against the CA that issued it
+        cas = xc.load_ca_bundle(ca_data)
+        ca = next((c for c in cas if x.signed_by(cert, c)), cas[0])
         key = None
         if item['key_path']:
             key_data = xf.read_file(item['key_path'])

@@ -421,6 +421,33 @@ def test_remote_argument_spec_declares_the_new_variables(tmp_path):
     ])
 
 
+# --- pki -----------------------------------------------------------------------
+
+PKI = {"pki_ca_dir": "/nonexistent/ca", "pki_ca_passphrase": "unit-test-passphrase", "pki_fqdn": "kvm01.example.org", "pki_server": False,
+       "pki_qemu_tls": False}
+
+
+def test_pki_refuses_bad_revocation_and_rollover_input(tmp_path):
+    spec = "Validating arguments against arg spec main"
+    assert check(tmp_path, lambda tmp, cases: validate_spec(tmp, "pki", cases), [
+        ("unknown reason", dict(PKI, pki_revoke=[{"name": "station/client", "reason": "certificate_hold"}]), spec,
+         ["reason", "certificate_hold", "key_compromise"]),
+        ("unknown rollover phase", dict(PKI, pki_ca_rollover="later"), spec, ["pki_ca_rollover", "prepare, reissue, finish"]),
+        ("CRL lifetime not a number", dict(PKI, pki_crl_validity_days="month"), spec, ["pki_crl_validity_days"]),
+    ], [
+        ("revocations and a rollover phase", dict(PKI, pki_revoke=[{"host": "laptop-17"}, {"serial": "3A:0F", "reason": "superseded"}],
+                                                  pki_ca_rollover="reissue")),
+    ])
+    task = "Refuse a CRL renewal window as long as the CRL's lifetime"
+    assert check(tmp_path, lambda tmp, cases: validate_role(tmp, "pki", cases), [
+        ("window as long as the lifetime", dict(PKI, pki_crl_validity_days=7, pki_crl_renew_before_days=7), task,
+         ["pki_crl_renew_before_days (7)", "pki_crl_validity_days (7)"]),
+        ("negative window", dict(PKI, pki_crl_renew_before_days=-1), task, ["between 0 and"]),
+    ], [
+        ("defaults", PKI),
+    ])
+
+
 # --- every role: the platforms it was tested on --------------------------------
 
 PLATFORM_TASK = "Refuse a platform the role was never tested on, before any change"

@@ -1,4 +1,5 @@
 """The five X.509 modules end to end in a temporary directory: CA, CSR, batch sign, install, verify."""
+import datetime
 import grp
 import json
 import os
@@ -8,12 +9,14 @@ import stat
 from unittest import mock
 
 import pytest
+from cryptography import x509 as cx509
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509 as x
 from ansible_collections.secvirt.kvm.plugins.module_utils import x509_issue as xi
-from ansible_collections.secvirt.kvm.plugins.modules import x509_ca, x509_csr, x509_install, x509_sign, x509_verify
+from ansible_collections.secvirt.kvm.plugins.module_utils import x509_crl as xc
+from ansible_collections.secvirt.kvm.plugins.modules import x509_ca, x509_crl, x509_csr, x509_install, x509_sign, x509_verify
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -425,3 +428,163 @@ def test_sign_refuses_a_name_claimed_by_two_hosts(tree, capsys):
             req('other-name', keys[1], 'kvm.example.org', ['kvm.example.org'], host='kvm1')]
     res = run(x509_sign, sign_args(tree, same), capsys)
     assert res['changed'] and sorted(res['certificates']) == ['kvm1/libvirtd-server', 'kvm1/qemu-server', 'other-name']
+
+
+# --- x509_crl ---------------------------------------------------------------------
+
+def crl_args(tree, **kw):
+    args = dict(ca_cert_path=str(tree / 'ca/cacert.pem'), ca_key_path=str(tree / 'ca/private/cakey.pem'),
+                ca_passphrase=PASS, index_path=str(tree / 'ca/private/index.json'), crl_path=str(tree / 'ca/cacrl.pem'))
+    args.update(kw)
+    return args
+
+
+def test_crl_records_revokes_publishes_and_stays_put(tree, capsys):
+    ca, _reqs, signed = full_cycle(tree, capsys)
+    issued = signed['certificates']
+    serial = issued['kvm01/server']['serial']
+
+    # nothing revoked yet: the index records the certificate, no CRL is published
+    first = run(x509_crl, crl_args(tree, issued=issued), capsys)
+    assert first['changed'] and first['recorded'] == [serial] and first['crl'] == ''
+    assert mode(str(tree / 'ca/private/index.json')) == 0o600 and not (tree / 'ca/cacrl.pem').exists()
+    assert PASS not in json.dumps(first)
+    assert not run(x509_crl, crl_args(tree, issued=issued), capsys)['changed']
+
+    # revoke by host name: check mode predicts, writes nothing, but returns the CRL it would publish
+    revoke = [dict(host='kvm01', reason='key_compromise')]
+    preview = run(x509_crl, crl_args(tree, issued=issued, revoke=revoke), capsys, check=True, diff=True)
+    assert preview['changed'] and preview['renewed'] and preview['reasons'] == ['missing']
+    assert preview['newly_revoked'] == [serial] and 'BEGIN X509 CRL' in preview['crl']
+    assert not (tree / 'ca/cacrl.pem').exists()
+    assert 'revoked ' + serial in preview['diff']['after']
+    done = run(x509_crl, crl_args(tree, issued=issued, revoke=revoke), capsys)
+    assert done['changed'] and done['number'] == 1 and done['crl'] == (tree / 'ca/cacrl.pem').read_text()
+    assert done['revoked'][0]['serial'] == serial and done['revoked'][0]['name'] == 'kvm01/server'
+    crl = cx509.load_pem_x509_crl(done['crl'].encode())
+    entry = crl.get_revoked_certificate_by_serial_number(int(serial, 16))
+    assert entry.extensions.get_extension_for_class(cx509.CRLReason).value.reason == cx509.ReasonFlags.key_compromise
+    assert crl.is_signature_valid(x.load_certificate(ca['certificate']).public_key())
+    # idempotent; dropping the entry does not un-revoke
+    again = run(x509_crl, crl_args(tree, issued=issued, revoke=revoke), capsys)
+    assert not again['changed'] and again['crl'] == done['crl']
+    kept = run(x509_crl, crl_args(tree), capsys)
+    assert not kept['changed'] and kept['revoked'][0]['serial'] == serial
+    # a new reason re-signs under the next number
+    moved = run(x509_crl, crl_args(tree, revoke=[dict(serial=serial.upper(), reason='superseded')]), capsys)
+    assert moved['changed'] and moved['number'] == 2 and moved['newly_revoked'] == [serial]
+
+
+def test_crl_is_renewed_before_its_next_update(tree, capsys):
+    _ca, _reqs, signed = full_cycle(tree, capsys)
+    first = run(x509_crl, crl_args(tree, issued=signed['certificates'], publish_empty=True, validity_days=30,
+                                   renew_before_days=5), capsys)
+    assert first['renewed'] and first['revoked'] == [] and 'BEGIN X509 CRL' in first['crl']
+    assert not run(x509_crl, crl_args(tree, validity_days=30, renew_before_days=5), capsys)['changed']
+    # the same CRL is now inside a wider renewal window: signed anew, and says why
+    renewed = run(x509_crl, crl_args(tree, validity_days=60, renew_before_days=40), capsys)
+    assert renewed['changed'] and renewed['number'] == 2
+    assert renewed['reasons'][0].startswith('nextUpdate ') and 'within 40 days' in renewed['reasons'][0]
+
+
+def test_crl_refusals(tree, capsys):
+    ca, _reqs, signed = full_cycle(tree, capsys)
+    issued = signed['certificates']
+    typo = run(x509_crl, crl_args(tree, issued=issued, revoke=[dict(name='kvm02/server')]), capsys)
+    assert typo['failed'] and 'name kvm02/server: no certificate issued under it' in typo['msg']
+    both = run(x509_crl, crl_args(tree, revoke=[dict(name='kvm01/server', serial='0a')]), capsys)
+    assert both['failed'] and 'exactly one of serial, name, host (got serial, name)' in both['msg']
+    bad = run(x509_crl, crl_args(tree, revoke=[dict(serial='xyz')]), capsys)
+    assert bad['failed'] and "serial 'xyz': give it in hexadecimal" in bad['msg']
+    window = run(x509_crl, crl_args(tree, validity_days=7, renew_before_days=7), capsys)
+    assert window['failed'] and 'renew_before_days (7) between 0 and validity_days' in window['msg']
+    wrong = run(x509_crl, crl_args(tree, ca_passphrase='wrong'), capsys)
+    assert wrong['failed'] and PASS not in json.dumps(wrong)
+    # nothing was written by any refusal
+    assert not (tree / 'ca/private/index.json').exists() and not (tree / 'ca/cacrl.pem').exists()
+    # an index of another CA is refused rather than mixed up
+    (tree / 'ca/private/index.json').write_text(json.dumps(dict(version=1, ca_fingerprint='00', crl_number=0,
+                                                                issued={}, revoked={})))
+    other = run(x509_crl, crl_args(tree), capsys)
+    assert other['failed'] and 'belongs to another CA' in other['msg'] and ca['fingerprint'] in other['msg']
+
+
+def test_install_writes_the_crl_and_refuses_an_expired_or_foreign_one(tree, capsys):
+    ca, _reqs, signed = full_cycle(tree, capsys)
+    cert = signed['certificates']['kvm01/server']['certificate']
+    crl = run(x509_crl, crl_args(tree, issued=signed['certificates'], revoke=[dict(name='kvm01/server')]), capsys)['crl']
+    crl_files = [dict(path=str(tree / 'host/cacrl.pem'), owner=USER, group=GROUP, mode='0644')]
+    done = run(x509_install, install_args(tree, ca, cert, crl=crl, crl_files=crl_files), capsys, diff=True)
+    assert str(tree / 'host/cacrl.pem') in done['changed_files'] and (tree / 'host/cacrl.pem').read_text() == crl
+    assert 'CRL CN=unit,O=unit next update' in done['diff']['after'] and '1 revoked' in done['diff']['after']
+    assert not run(x509_install, install_args(tree, ca, cert, crl=crl, crl_files=crl_files), capsys)['changed']
+
+    ca_key = x.load_private_key((tree / 'ca/private/cakey.pem').read_bytes(), PASS)
+    ca_cert = x.load_certificate(ca['certificate'])
+    expired = xc.crl_pem(xc.sign_crl(ca_key, ca_cert, {}, 9, 1, now=x.utcnow() - datetime.timedelta(days=3))).decode()
+    old = run(x509_install, install_args(tree, ca, cert, crl=expired, crl_files=crl_files), capsys)
+    assert old['failed'] and 'CRL: the CRL expired on' in old['msg'] and 'every TLS login fail' in old['msg']
+    foreign_key, foreign_ca = x.create_ca('ecdsa-p256', {'CN': 'unit'}, 30)
+    foreign = xc.crl_pem(xc.sign_crl(foreign_key, foreign_ca, {}, 1, 5)).decode()
+    other = run(x509_install, install_args(tree, ca, cert, crl=foreign, crl_files=crl_files), capsys)
+    assert other['failed'] and 'is not signed by the CA being installed' in other['msg']
+    assert (tree / 'host/cacrl.pem').read_text() == crl
+
+
+def test_install_accepts_a_bundle_of_two_cas_during_a_rollover(tree, capsys):
+    ca, _reqs, signed = full_cycle(tree, capsys)
+    cert = signed['certificates']['kvm01/server']['certificate']
+    _new_key, new_ca = x.create_ca('ecdsa-p384', {'O': 'unit', 'CN': 'unit 2'}, 3650)
+    bundle = x.certificate_pem(new_ca).decode() + ca['certificate']
+    done = run(x509_install, dict(install_args(tree, ca, cert), ca_certificate=bundle), capsys)
+    assert done['changed'] and (tree / 'host/cacert.pem').read_text() == bundle
+    alone = run(x509_install, dict(install_args(tree, ca, cert), ca_certificate=x.certificate_pem(new_ca).decode()), capsys)
+    assert alone['failed'] and 'not signed by the CA' in alone['msg']
+
+
+def test_ca_rollover_promotes_the_new_ca_and_archives_the_old_one(tree, capsys):
+    old = run(x509_ca, ca_args(tree), capsys)
+    (tree / 'next/private').mkdir(parents=True)
+    new = run(x509_ca, ca_args(tree, cert_path=str(tree / 'next/cacert.pem'), key_path=str(tree / 'next/private/cakey.pem')),
+              capsys)
+    assert new['created'] and new['fingerprint'] != old['fingerprint']
+    (tree / 'ca/private/index.json').write_text('{}')
+    promote = dict(cert_path=str(tree / 'next/cacert.pem'), key_path=str(tree / 'next/private/cakey.pem'),
+                   archive_dir=str(tree / 'ca/retired'),
+                   with_files=[str(tree / 'ca/private/index.json'), str(tree / 'ca/cacrl.pem')])
+
+    preview = run(x509_ca, ca_args(tree, promote=promote), capsys, check=True, diff=True)
+    assert preview['changed'] and preview['promoted'] and preview['retired'] == ''
+    assert preview['fingerprint'] == new['fingerprint'] and preview['retired_files'] == ['index.json']
+    assert old['fingerprint'] in preview['diff']['before'] and new['fingerprint'] in preview['diff']['after']
+    assert (tree / 'next/cacert.pem').exists() and (tree / 'ca/cacert.pem').read_text() == old['certificate']
+
+    done = run(x509_ca, ca_args(tree, promote=promote), capsys)
+    assert done['changed'] and done['promoted'] and done['fingerprint'] == new['fingerprint']
+    assert (tree / 'ca/cacert.pem').read_text() == new['certificate'] and not (tree / 'next/cacert.pem').exists()
+    assert mode(str(tree / 'ca/private/cakey.pem')) == 0o600
+    archive = done['retired']
+    assert os.path.dirname(archive) == str(tree / 'ca/retired') and mode(archive) == 0o700
+    assert sorted(os.listdir(archive)) == ['cacert.pem', 'cakey.pem', 'index.json']
+    with open(os.path.join(archive, 'cacert.pem')) as handle:
+        assert handle.read() == old['certificate']
+    assert mode(os.path.join(archive, 'cakey.pem')) == 0o600
+    # the step is done: the same call again changes nothing
+    again = run(x509_ca, ca_args(tree, promote=promote), capsys)
+    assert not again['changed'] and not again['promoted'] and again['fingerprint'] == new['fingerprint']
+
+
+def test_ca_rollover_refuses_half_a_ca_and_a_wrong_passphrase(tree, capsys):
+    run(x509_ca, ca_args(tree), capsys)
+    (tree / 'next/private').mkdir(parents=True)
+    run(x509_ca, ca_args(tree, cert_path=str(tree / 'next/cacert.pem'), key_path=str(tree / 'next/private/cakey.pem')),
+        capsys)
+    promote = dict(cert_path=str(tree / 'next/cacert.pem'), key_path=str(tree / 'next/private/cakey.pem'),
+                   archive_dir=str(tree / 'ca/retired'))
+    before = sorted(os.listdir(str(tree / 'ca')))
+    wrong = run(x509_ca, ca_args(tree, passphrase='not-the-passphrase', promote=promote), capsys)
+    assert wrong['failed'] and 'not-the-passphrase' not in json.dumps(wrong)
+    os.unlink(str(tree / 'next/private/cakey.pem'))
+    half = run(x509_ca, ca_args(tree, promote=promote), capsys)
+    assert half['failed'] and 'refusing to promote half a CA' in half['msg']
+    assert sorted(os.listdir(str(tree / 'ca'))) == before
