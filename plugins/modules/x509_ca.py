@@ -69,7 +69,7 @@ options:
       - The CA it replaces is moved, never deleted, into a new directory under O(promote.archive_dir) named after
         the time and its fingerprint, together with the files of O(promote.with_files) (its CRL and revocation
         index, which belong to it).
-      - Once the promoted CA's files are gone (moved), the option does nothing: the step is idempotent.
+      - Once the promoted CA's files are gone (moved), the option does nothing, so the step is idempotent.
     type: dict
     suboptions:
       cert_path:

@@ -19,7 +19,7 @@ description:
     from M(secvirt.kvm.x509_sign)), so that a certificate can later be
     revoked by its name (C(station/client)) or its host, for example after
     the host itself is gone from the inventory.
-  - O(revoke) adds serials to the revoked set. Revocation is permanent:
+  - O(revoke) adds serials to the revoked set. Revocation is permanent;
     removing an entry from the list does not bring the certificate back
     (this CA never uses certificateHold). Changing an entry's reason
     re-signs the CRL with the new reason.
@@ -28,7 +28,7 @@ description:
     O(crl_path) and returns it, but only once a CRL is in use - some serial
     has been revoked, a CRL already exists at O(crl_path), or
     O(publish_empty=true). Before that RV(crl) is empty and nothing is
-    published: a CRL must then be refreshed for as long as it is in use,
+    published. A CRL must then be refreshed for as long as it is in use,
     because peers refuse every certificate once it is past its nextUpdate.
   - The CRL is re-signed when it is missing, was not signed by this CA,
     lists other serials or reasons than the index, or its nextUpdate is
