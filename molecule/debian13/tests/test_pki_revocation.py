@@ -26,6 +26,8 @@ from ansible_collections.secvirt.kvm.plugins.module_utils import x509, x509_crl 
 
 VIRSH_TLS = "virsh -c qemu+tls://kvmhost.secvirt.test/system uri"
 PASSPHRASE = os.environ.get("SECVIRT_DEMO_CA_PASSPHRASE", "")
+# plain output: the recap lines are matched
+NOCOLOR = {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
 # Every place a TLS peer on these machines reads a CRL from (the role's
 # README, "Revocation"): libvirt and its clients next to cacert.pem, QEMU in
 # each of its x509 directories.
@@ -45,7 +47,7 @@ def _journal_since(host, since, unit, needle):
 
 def _run_pki(clone, ca_dir, **role_vars):
     role_vars = dict({"pki_ca_dir": ca_dir, "pki_ca_passphrase": PASSPHRASE}, **role_vars)
-    proc = ansible_cli.run_role("pki", "all", role_vars=role_vars, inventory=clone.inventory, timeout=1200)
+    proc = ansible_cli.run_role("pki", "all", role_vars=role_vars, inventory=clone.inventory, timeout=1200, env=NOCOLOR)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert PASSPHRASE not in proc.stdout + proc.stderr
     return proc

@@ -20,6 +20,8 @@ from ansible_collections.secvirt.kvm.plugins.module_utils import x509, x509_crl 
 
 VIRSH_TLS = "virsh -c qemu+tls://kvmhost.secvirt.test/system uri"
 PASSPHRASE = os.environ.get("SECVIRT_DEMO_CA_PASSPHRASE", "")
+# plain output: the recap lines are matched
+NOCOLOR = {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
 LEAVES = {"kvmhost": ("/etc/pki/libvirt/servercert.pem", "/etc/pki/libvirt/clientcert.pem", "/etc/pki/qemu/server-cert.pem",
                       "/etc/pki/libvirt-vnc/server-cert.pem"),
           "station": ("/etc/pki/libvirt/clientcert.pem",)}
@@ -53,7 +55,7 @@ def _trusted(host, name):
 
 def _step(clone, ca_dir, phase, hosts="all"):
     role_vars = {"pki_ca_dir": ca_dir, "pki_ca_passphrase": PASSPHRASE, "pki_ca_rollover": phase}
-    proc = ansible_cli.run_role("pki", hosts, role_vars=role_vars, inventory=clone.inventory, timeout=1200)
+    proc = ansible_cli.run_role("pki", hosts, role_vars=role_vars, inventory=clone.inventory, timeout=1200, env=NOCOLOR)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert PASSPHRASE not in proc.stdout + proc.stderr
     return proc
