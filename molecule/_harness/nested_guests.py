@@ -11,19 +11,20 @@ IMAGES = "/var/lib/libvirt/images"
 GUEST_XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
 <os><type arch='x86_64' machine='pc'>hvm</type><bios rebootTimeout='-1'/></os>
 <features><tcg><tb-cache unit='MiB'>16</tb-cache></tcg></features>
-<devices>{disk}<memballoon model='none'/></devices>{seclabel}</domain>"""
+<devices>{disk}{devices}<memballoon model='none'/></devices>{seclabel}</domain>"""
 DISK_XML = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{path}'/>"
             "<target dev='vda' bus='virtio'/></disk>")
 
 
-def define(host, name, disk=True, seclabel=""):
-    """Define the guest (and create its disk image, mode 0600)."""
+def define(host, name, disk=True, seclabel="", devices=""):
+    """Define the guest (and create its disk image, mode 0600); ``devices``
+    is more device XML (consoles)."""
     disk_xml = ""
     if disk:
         path = "%s/%s.img" % (IMAGES, name)
         host.check_output("truncate -s 1M %s && chmod 0600 %s", path, path)
         disk_xml = DISK_XML.format(path=path)
-    xml = GUEST_XML.format(name=name, disk=disk_xml, seclabel=seclabel)
+    xml = GUEST_XML.format(name=name, disk=disk_xml, seclabel=seclabel, devices=devices)
     host.check_output("printf '%%s' %s > /root/%s.xml && " + VIRSH + " define /root/%s.xml", xml, name, name)
 
 

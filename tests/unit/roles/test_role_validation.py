@@ -267,6 +267,56 @@ def test_hypervisor_refuses_unsafe_settings_before_any_change(tmp_path):
     ])
 
 
+# --- qemu_tls ----------------------------------------------------------------
+
+QEMU_TLS = {"qemu_tls_console_listen": "192.0.2.10", "qemu_tls_migration_address": "198.51.100.10",
+            "qemu_tls_management_cidrs": ["192.0.2.0/24"], "fake_ips": ["192.0.2.10", "198.51.100.10", "10.0.2.15"]}
+
+
+def qemu_tls(tmp_path, cases):
+    # the addresses the host has, as gathered facts (cacheable set_fact)
+    tasks = [{"name": "Pretend to have the case's addresses",
+              "ansible.builtin.set_fact": {"all_ipv4_addresses": "{{ fake_ips }}", "all_ipv6_addresses": [],
+                                           "cacheable": True}},
+             {"name": "Run validate of qemu_tls",
+              "ansible.builtin.include_role": {"name": "secvirt.kvm.qemu_tls", "tasks_from": "validate", "public": False}}]
+    return run_cases(tmp_path, tasks, [(label, dict(QEMU_TLS, **more)) for label, more in cases],
+                     vars_files=[os.path.join(ROOT, "roles", "qemu_tls", "vars", "Debian.yml")])
+
+
+def test_qemu_tls_refuses_unsafe_listens_and_ports_before_any_change(tmp_path):
+    assert check(tmp_path, qemu_tls, [
+        ("no console listen", {"qemu_tls_console_listen": ""}, "Refuse missing listen addresses",
+         ["set qemu_tls_console_listen"]),
+        ("wildcard console", {"qemu_tls_console_listen": "0.0.0.0"}, "Refuse a wildcard listen address without the opt-in",
+         ["0.0.0.0 listens on every address of the host", "qemu_tls_allow_wildcard_listen"]),
+        ("wildcard v6 migration", {"qemu_tls_migration_address": "::"},
+         "Refuse a wildcard listen address without the opt-in", [":: listens on every address"]),
+        ("address of another host", {"qemu_tls_migration_address": "198.51.100.99"},
+         "Refuse listen addresses this host does not have", ["the host does not have 198.51.100.99",
+                                                             "(it has 192.0.2.10, 198.51.100.10, 10.0.2.15)"]),
+        ("ranges overlap", {"qemu_tls_migration_port_min": 5950, "qemu_tls_migration_port_max": 6100},
+         "Refuse port ranges that are empty, overlap each other or take libvirt's ports",
+         ["the console range 5900-5999 overlaps the migration range 5950-6100"]),
+        ("range takes libvirt's TLS port", {"qemu_tls_migration_port_min": 16000, "qemu_tls_migration_port_max": 16600},
+         "Refuse port ranges", ["the migration (qemu_tls_migration_port_min/max) range 16000-16600 takes port 16509"]),
+        ("empty range", {"qemu_tls_display_port_min": 6000, "qemu_tls_display_port_max": 5990},
+         "Refuse port ranges", ["range 6000-5990 is empty"]),
+        ("privileged ports", {"qemu_tls_display_port_min": 80, "qemu_tls_display_port_max": 90},
+         "Refuse port ranges", ["ports must be within 1024-65535"]),
+        ("no management networks", {"qemu_tls_management_cidrs": []}, "Refuse console ports open to nobody, or to everybody",
+         ["must name the management networks"]),
+        ("everybody", {"qemu_tls_management_cidrs": ["0.0.0.0/0"]}, "Refuse console ports open to nobody, or to everybody",
+         ["0.0.0.0/0 is too broad"]),
+    ], [
+        ("control", {}),
+        ("wildcard with the opt-in", {"qemu_tls_console_listen": "0.0.0.0", "qemu_tls_allow_wildcard_listen": True}),
+        ("no firewall, no networks", {"qemu_tls_firewall_backend": "none", "qemu_tls_management_cidrs": []}),
+        ("consoles and migration off", {"qemu_tls_vnc": False, "qemu_tls_spice": False, "qemu_tls_migration": False,
+                                        "qemu_tls_console_listen": "", "qemu_tls_migration_address": ""}),
+    ])
+
+
 # --- libvirt_remote ----------------------------------------------------------
 
 REMOTE = {"libvirt_remote_tls_allowed_dn_list": ["C=DE,O=secvirt,OU=operators,CN=*"],
@@ -466,6 +516,7 @@ PLATFORM_CONTROLS = {
     "pki": ({"pki_ca_dir": "/nonexistent/ca", "pki_ca_passphrase": "short"},
             "Refuse to run without a CA directory and a strong passphrase"),
     "vlan_bridges": ({"vlan_bridges_backend": "networkmanager"}, "Refuse a network stack this role cannot drive"),
+    "qemu_tls": ({"qemu_tls_console_listen": ""}, "Refuse missing listen addresses"),
 }
 
 

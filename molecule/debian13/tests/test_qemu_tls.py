@@ -1,0 +1,172 @@
+"""qemu_tls on Debian 13 (libvirt 11, QEMU 10): consoles over TLS, proven by
+speaking the protocols from the management station.
+
+Each test defines and starts its own tiny nested guest (no OS, 32 MiB, TCG)
+after site.yml converged, so what is checked is what libvirt starts from the
+qemu.conf the role wrote; each test removes its guest again. The refusals
+come with the reason the server gave: QEMU's own ``vnc_auth_fail`` trace
+(turned on in that guest through its monitor) for the TLS refusals, the RFB
+failure string for a plain client.
+"""
+import base64
+import json
+import os
+import re
+import sys
+import time
+
+import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
+import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
+import nested_guests  # noqa: E402  pylint: disable=wrong-import-position
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+KVM = RUNNER.get_host("kvmhost")
+STATION = RUNNER.get_host("station")
+VIRSH = nested_guests.VIRSH
+LAB_IP = "10.254.0.10"
+NAME = "kvmhost.secvirt.test"
+CA = "/etc/pki/CA/cacert.pem"
+PROBE = "/root/console_probe.py"
+NOCOLOR = {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+
+
+def _push_probe():
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "_harness", "console_probe.py"), "rb") as fh:
+        encoded = base64.b64encode(fh.read()).decode()
+    STATION.check_output("printf '%%s' %s | base64 -d > %s", encoded, PROBE)
+
+
+def _probe(port, mode, *args):
+    out = STATION.check_output("python3 %s %s %s %s %s" % (PROBE, LAB_IP, port, mode, " ".join(args)))
+    return json.loads(out)
+
+
+def _port(guest, attribute):
+    xml = KVM.check_output(VIRSH + " dumpxml %s", guest)
+    match = re.search(r"<graphics type='(?:vnc|spice)'[^>]*\b%s='(\d+)'" % attribute, xml)
+    return int(match.group(1)) if match else None
+
+
+def _guest_log(guest, needle):
+    text = ""
+    for _attempt in range(10):  # QEMU writes its trace to the log asynchronously
+        text = KVM.check_output("cat /var/log/libvirt/qemu/%s.log", guest)
+        if needle in text:
+            break
+        time.sleep(0.5)
+    return text
+
+
+def test_vnc_offers_only_vencrypt_x509_and_needs_a_client_certificate_of_the_ca():
+    guest = "tlsvnc"
+    nested_guests.define(KVM, guest, disk=False, devices="<graphics type='vnc' autoport='yes'/>")
+    try:
+        KVM.check_output(VIRSH + " start %s", guest)
+        port = _port(guest, "port")
+        assert 5900 <= port <= 5999, port
+        # the qemu.conf the role wrote: listen on the management address, x509 creds that verify the peer
+        argv = KVM.check_output("tr '\\0' ' ' < /proc/$(cat /run/libvirt/qemu/%s.pid)/cmdline", guest)
+        assert "-vnc %s:%d,tls-creds=" % (LAB_IP, port - 5900) in argv, argv
+        assert '"dir":"/etc/pki/libvirt-vnc","endpoint":"server","verify-peer":true' in argv, argv
+        KVM.check_output(VIRSH + " qemu-monitor-command %s --hmp 'trace-event vnc_auth_fail on'", guest)
+        _push_probe()
+        STATION.check_output(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /root/other.key "
+            "-out /root/other.crt -subj '/O=secvirt-demo/OU=virtualization/CN=station' -days 2")
+
+        # A plain RFB client finds nothing but VeNCrypt, and asking for None is refused.
+        offered = _probe(port, "types")
+        assert offered["version"] == "RFB 003.008" and offered["types"] == [19], offered
+        plain = _probe(port, "plain")
+        assert plain["result"] == 1 and plain["error"].startswith("server refused: Authentication failed"), plain
+
+        # Positive control: the station's client certificate (from the pki role) gets a whole session over TLS.
+        good = _probe(port, "tls", "--ca", CA, "--name", NAME,
+                      "--cert", "/etc/pki/libvirt/clientcert.pem", "--key", "/etc/pki/libvirt/private/clientkey.pem")
+        assert good["subtypes"] == ["x509none"], good          # no anonymous-TLS or plain subtype
+        assert good["tls"] == "TLSv1.3" and good["server_subject"]["commonName"] == NAME, good
+        assert good["step"] == "done" and good["desktop"]["name"] == "QEMU (%s)" % guest, good
+
+        # No client certificate: the handshake ends, then QEMU drops the client, and says why.
+        bare = _probe(port, "tls", "--ca", CA, "--name", NAME)
+        assert bare["step"] == "security result" and "desktop" not in bare and "EOFError" in bare["error"], bare
+        assert "message=TLS handshake failed reason=Verify failed: No certificate was found." in \
+            _guest_log(guest, "No certificate was found"), "QEMU did not say why it dropped the client"
+
+        # A client certificate from another CA (same subject): refused for its issuer.
+        other = _probe(port, "tls", "--ca", CA, "--name", NAME, "--cert", "/root/other.crt", "--key", "/root/other.key")
+        assert other["step"] == "security result" and "desktop" not in other, other
+        assert "reason=The certificate hasn't got a known issuer" in _guest_log(guest, "known issuer"), \
+            "QEMU did not say why it dropped the client"
+    finally:
+        nested_guests.remove(KVM, guest)
+        STATION.run("rm -f /root/other.key /root/other.crt")
+
+
+def test_spice_secure_guest_serves_only_tls_and_the_role_secures_a_plaintext_definition():
+    secure, plain = "tlsspice", "plainspice"
+    nested_guests.define(KVM, secure, disk=False, devices="<graphics type='spice' autoport='yes' defaultMode='secure'/>")
+    nested_guests.define(KVM, plain, disk=False, devices="<graphics type='spice' autoport='yes'/>")
+    try:
+        KVM.check_output(VIRSH + " start %s", secure)
+        tls_port = _port(secure, "tlsPort")
+        assert tls_port and 5900 <= tls_port <= 5999
+        assert _port(secure, "port") in (None, -1)
+        pid = KVM.check_output("cat /run/libvirt/qemu/%s.pid", secure).strip()
+        listening = KVM.check_output("ss -Htlnp | grep 'pid=%s,' || true", pid)
+        assert re.findall(r"\S+:(\d+)\s", listening) == [str(tls_port)], listening  # no plaintext port at all
+        assert "%s:%d" % (LAB_IP, tls_port) in listening, listening                  # on the management address
+        # the TLS port: a verified handshake with the host's QEMU certificate, for the host's name
+        handshake = STATION.run(
+            "echo | timeout 20 openssl s_client -connect %s:%s -CAfile %s -verify_hostname %s -verify_return_error",
+            LAB_IP, str(tls_port), CA, NAME)
+        assert "Verify return code: 0 (ok)" in handshake.stdout, handshake.stdout + handshake.stderr
+        assert "subject=O=secvirt-demo, OU=qemu, CN=%s" % NAME in handshake.stdout, handshake.stdout
+        # the wrong name is refused by the client's verification (the control for the check above)
+        wrong = STATION.run("echo | timeout 20 openssl s_client -connect %s:%s -CAfile %s -verify_hostname other.test "
+                            "-verify_return_error", LAB_IP, str(tls_port), CA)
+        assert "hostname mismatch" in wrong.stdout + wrong.stderr, wrong.stdout + wrong.stderr
+
+        # The role reports the definition that would keep a plaintext port, and changes it only when asked.
+        report = ansible_cli.run_role("qemu_tls", "kvm_hosts", role_vars={"qemu_tls_fix_guest_graphics": False}, env=NOCOLOR)
+        assert report.returncode == 0, report.stdout[-3000:]
+        assert re.search(r"qemu_tls on kvmhost: %s would start\s+a SPICE console with a plaintext port" % plain,
+                         report.stdout), report.stdout[-3000:]
+        assert "defaultMode" not in KVM.check_output(VIRSH + " dumpxml --inactive %s", plain)
+        fixed = ansible_cli.run_role("qemu_tls", "kvm_hosts", role_vars={"qemu_tls_fix_guest_graphics": True}, env=NOCOLOR)
+        assert fixed.returncode == 0, fixed.stdout[-3000:]
+        assert re.search(r"kvmhost\s+: ok=\d+\s+changed=1\s", fixed.stdout), fixed.stdout[-3000:]
+        assert "defaultMode='secure'" in KVM.check_output(VIRSH + " dumpxml --inactive %s", plain)
+        # and the secured guest really starts without a plaintext port
+        KVM.check_output(VIRSH + " start %s", plain)
+        argv = KVM.check_output("tr '\\0' ' ' < /proc/$(cat /run/libvirt/qemu/%s.pid)/cmdline", plain)
+        spice = re.search(r"-spice (\S+)", argv).group(1)
+        assert spice.startswith("tls-port=") and ",port=" not in spice and "x509-dir=/etc/pki/libvirt-spice" in spice, spice
+    finally:
+        nested_guests.remove(KVM, secure)
+        nested_guests.remove(KVM, plain)
+
+
+def _drops(chain):
+    return int(re.search(r"tcp dport 49152-49215 counter packets (\d+)", chain).group(1))
+
+
+def test_console_ports_open_to_the_management_network_migration_ports_dropped_for_it():
+    """The station is on the management network and is not a hypervisor."""
+    listeners = "python3 -m http.server --bind %s %d >/dev/null 2>&1 & echo $!"
+    pids = [KVM.check_output(listeners % (LAB_IP, 5990)), KVM.check_output(listeners % (LAB_IP, 49200))]
+    try:
+        time.sleep(1)
+        before = KVM.check_output("nft list chain inet secvirt_qemu_tls input")
+        console = STATION.run("timeout 10 python3 -c \"import socket; socket.create_connection(('%s', 5990), 5); print('open')\"", LAB_IP)
+        assert console.stdout.strip() == "open", console.stderr                       # positive control
+        migration = STATION.run("timeout 10 python3 -c \"import socket; socket.create_connection(('%s', 49200), 5)\"", LAB_IP)
+        assert migration.rc != 0 and "TimeoutError" in migration.stderr, migration.stderr  # dropped, not refused
+        # ... by the role's migration rule: its drop counter grew
+        after = KVM.check_output("nft list chain inet secvirt_qemu_tls input")
+        assert _drops(after) > _drops(before), after
+        assert KVM.run("timeout 5 python3 -c \"import socket; socket.create_connection(('%s', 49200), 3)\"", LAB_IP).rc == 0
+    finally:
+        KVM.run("kill %s %s", *pids)
