@@ -31,9 +31,10 @@ def _tool(name="ansible"):
     return sibling if os.path.exists(sibling) else name
 
 
-def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900, inventory=None):
+def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900, inventory=None, args=()):
     """Run ``secvirt.kvm.<role>`` on ``hosts`` with ansible-playbook, as an
     operator's re-run would (the facts site.yml gathers, the role alone).
+    ``args`` go to ansible-playbook as they are (``--check``, ``--diff``).
 
     Returns the CompletedProcess; ansible-core 2.19 prints task errors on
     stderr, so a test that reads the errors reads both streams.
@@ -46,7 +47,7 @@ def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900
     ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY") or None
     with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=ephemeral, delete=False) as handle:
         handle.write(playbook)
-    cmd = [_tool("ansible-playbook"), "-i", inventory or INVENTORY, handle.name]
+    cmd = [_tool("ansible-playbook"), "-i", inventory or INVENTORY, handle.name] + list(args)
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
     try:

@@ -18,3 +18,8 @@ say "bridges" "$(ip -br link show type bridge 2>/dev/null | awk '{print $1}' | p
 say "bridge netfilter" "iptables=$(sysctl -n net.bridge.bridge-nf-call-iptables 2>/dev/null || echo n/a) arptables=$(sysctl -n net.bridge.bridge-nf-call-arptables 2>/dev/null || echo n/a)"
 say "nwfilters" "$(virsh -q -r nwfilter-list 2>/dev/null | wc -l)"
 say "libvirt networks" "$(virsh -q -r net-list --all 2>/dev/null | awk '{print $1"("$2")"}' | paste -sd' ' - | sed 's/^$/none/')"
+# qemu.conf's console and migration TLS keys (as libvirt reads them at start), and the port filter
+qconf() { sed -n "s/^$1 = //p" /etc/libvirt/qemu.conf 2>/dev/null | tail -1; }
+say "console TLS" "vnc_tls=$(qconf vnc_tls) verify=$(qconf vnc_tls_x509_verify) spice_tls=$(qconf spice_tls) listen=$(qconf vnc_listen)"
+say "migration TLS" "force=$(qconf migrate_tls_force) verify=$(qconf migrate_tls_x509_verify) address=$(qconf migration_address) nbd_tls=$(qconf nbd_tls)"
+say "console/migr. filter" "$(nft list table inet secvirt_qemu_tls >/dev/null 2>&1 && echo loaded || echo none)"

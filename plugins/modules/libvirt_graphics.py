@@ -17,7 +17,7 @@ description:
     C(spice_tls=1) only adds a TLS port. A SPICE console keeps its plaintext port unless its definition says
     C(defaultMode='secure'). With O(secure_spice) the module rewrites those definitions (the persistent
     definition only; a running guest keeps its console until it is restarted, and is listed in
-    RV(restart_needed)). It never starts, stops or restarts a guest.
+    RV(restart_needed)). It never starts, stops or restarts a guest unless O(restart_guests) asks for it.
   - Reports console listen addresses in a guest's definition that are not in O(allowed_listen) (a guest's own
     C(listen) overrides qemu.conf's C(vnc_listen)/C(spice_listen)).
   - With O(reload_certificates), running guests whose VNC console still serves a certificate older than
@@ -45,6 +45,14 @@ options:
     description: Reload the VNC certificate of running guests that serve an older one (libvirt 10.2 and later).
     type: bool
     default: true
+  restart_guests:
+    description:
+      - Restart the QEMU process of every persistent guest in RV(restart_needed) without rebooting the guest;
+        its state is saved (virDomainManagedSave) and restored at once by a new QEMU process that serves the
+        consoles as qemu.conf and the definition now ask. The guest pauses for as long as saving and restoring
+        its memory takes. Transient guests cannot be saved this way and stay listed.
+    type: bool
+    default: false
   certificate_path:
     description: The VNC server certificate QEMU reads (qemu.conf C(vnc_tls_x509_cert_dir)C(/server-cert.pem)).
     type: path
@@ -104,8 +112,13 @@ stale_certificate:
   returned: always
   type: list
   elements: str
+restarted:
+  description: Guests whose QEMU process was (in check mode would be) restarted through a managed save (O(restart_guests)).
+  returned: always
+  type: list
+  elements: str
 restart_needed:
-  description: Running guests that need a restart to serve TLS-only consoles with the current certificate.
+  description: Running guests that need a restart to serve TLS-only consoles with the current certificate (after O(restart_guests)).
   returned: always
   type: list
   elements: str
@@ -225,7 +238,21 @@ def run_graphics(module, conn):
             replace_file(module, params['state_path'], json.dumps(new_state, sort_keys=True, indent=1) + '\n')
             os.chmod(params['state_path'], 0o600)
     result['restart_needed'] = sorted(set(result['plaintext_running']) | set(result['stale_certificate']))
-    result['changed'] = bool(result['secured'] or result['reloaded'])
+    result['restarted'] = []
+    if params['restart_guests']:
+        for name in list(result['restart_needed']):
+            dom = domains[name]
+            if not dom.isPersistent():
+                continue
+            if not check:
+                dom.managedSave(0)
+                dom.create()
+            result['restarted'].append(name)
+            result['restart_needed'].remove(name)
+            for key in ('plaintext_running', 'stale_certificate'):
+                if name in result[key]:
+                    result[key].remove(name)
+    result['changed'] = bool(result['secured'] or result['reloaded'] or result['restarted'])
     for name in result['restart_needed']:
         result.setdefault('warnings', []).append(
             'guest %s keeps serving %s until it is restarted (the role never restarts a guest)'
@@ -248,6 +275,7 @@ def main():
             secure_spice=dict(type='bool', default=False),
             allowed_listen=dict(type='list', elements='str', default=[]),
             reload_certificates=dict(type='bool', default=True),
+            restart_guests=dict(type='bool', default=False),
             certificate_path=dict(type='path', default='/etc/pki/libvirt-vnc/server-cert.pem'),
             state_path=dict(type='path', default='/var/lib/libvirt/secvirt-graphics.json'),
         ),

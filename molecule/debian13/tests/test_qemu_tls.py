@@ -19,6 +19,7 @@ import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
 import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
+import clones  # noqa: E402  pylint: disable=wrong-import-position
 import nested_guests  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
@@ -132,8 +133,8 @@ def test_spice_secure_guest_serves_only_tls_and_the_role_secures_a_plaintext_def
         # The role reports the definition that would keep a plaintext port, and changes it only when asked.
         report = ansible_cli.run_role("qemu_tls", "kvm_hosts", role_vars={"qemu_tls_fix_guest_graphics": False}, env=NOCOLOR)
         assert report.returncode == 0, report.stdout[-3000:]
-        assert re.search(r"qemu_tls on kvmhost: %s would start\s+a SPICE console with a plaintext port" % plain,
-                         report.stdout), report.stdout[-3000:]
+        flat = " ".join(report.stdout.split())  # the callback folds long messages
+        assert "qemu_tls on kvmhost: %s would start a SPICE console with a plaintext port" % plain in flat, flat[-3000:]
         assert "defaultMode" not in KVM.check_output(VIRSH + " dumpxml --inactive %s", plain)
         fixed = ansible_cli.run_role("qemu_tls", "kvm_hosts", role_vars={"qemu_tls_fix_guest_graphics": True}, env=NOCOLOR)
         assert fixed.returncode == 0, fixed.stdout[-3000:]
@@ -150,7 +151,8 @@ def test_spice_secure_guest_serves_only_tls_and_the_role_secures_a_plaintext_def
 
 
 def _drops(chain):
-    return int(re.search(r"tcp dport 49152-49215 counter packets (\d+)", chain).group(1))
+    """Packets the migration ports' drop rule counted (not the peers' accept rule)."""
+    return int(re.search(r"^\s*tcp dport 49152-49215 counter packets (\d+) bytes \d+ drop", chain, re.M).group(1))
 
 
 def test_console_ports_open_to_the_management_network_migration_ports_dropped_for_it():
@@ -170,3 +172,58 @@ def test_console_ports_open_to_the_management_network_migration_ports_dropped_fo
         assert KVM.run("timeout 5 python3 -c \"import socket; socket.create_connection(('%s', 49200), 3)\"", LAB_IP).rc == 0
     finally:
         KVM.run("kill %s %s", *pids)
+
+
+def _changed_tasks(run, host):
+    """Names of the tasks that reported changed for ``host`` (json callback)."""
+    result = json.loads(run.stdout)
+    return [task["task"]["name"].split(" : ", 1)[-1] for play in result["plays"] for task in play["tasks"]
+            if task["hosts"].get(host, {}).get("changed")]
+
+
+def test_check_mode_predicts_the_first_run_and_changes_nothing():
+    """On a clone of the KVM host, with what qemu_tls puts in force taken
+    away (vnc_tls and migrate_tls_force out of qemu.conf, the port filter
+    unloaded) and a guest started meanwhile with a plaintext VNC console:
+    --check --diff reports the changes and makes none; the real run (with
+    qemu_tls_restart_guests) then changes exactly what was predicted, the
+    guest's new QEMU serves VNC over TLS and the guest kept running; a third
+    run changes nothing."""
+    guest = "oldvnc"
+    with clones.cloned("qemu-tls-check", ["kvmhost"]) as clone:
+        host = clone.host("kvmhost")
+        host.check_output("sed -i -e '/^vnc_tls = /d' -e '/^migrate_tls_force = /d' /etc/libvirt/qemu.conf "
+                          "&& systemctl restart libvirtd && nft delete table inet secvirt_qemu_tls")
+        nested_guests.define(host, guest, disk=False, devices="<graphics type='vnc' autoport='yes'/>")
+        host.check_output(VIRSH + " start %s", guest)
+        old_pid = host.check_output("cat /run/libvirt/qemu/%s.pid", guest).strip()
+        assert ",tls-creds=" not in host.check_output("tr '\\0' ' ' < /proc/%s/cmdline" % old_pid)
+        fresh = host.check_output("sha256sum /etc/libvirt/qemu.conf")
+        json_out = dict(NOCOLOR, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+        restart = {"qemu_tls_restart_guests": True}
+        check = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out, role_vars=restart,
+                                     args=["--check", "--diff"])
+        assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
+        predicted = _changed_tasks(check, "kvmhost")
+        # (the clone's inventory has no peer, so the filter file itself differs too)
+        assert {"Predict the load of the port filter (check mode)", "Turn TLS on for consoles, migration and NBD, key by key",
+                "Predict the restart of libvirt (check mode)",
+                "Read every guest's consoles, secure SPICE definitions if asked, reload renewed VNC certificates"} <= set(predicted), predicted
+        assert host.check_output("sha256sum /etc/libvirt/qemu.conf") == fresh               # nothing written
+        assert host.run("nft list table inet secvirt_qemu_tls").rc != 0                      # nothing loaded
+        assert host.check_output("cat /run/libvirt/qemu/%s.pid", guest).strip() == old_pid  # guest untouched
+
+        real = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out, role_vars=restart)
+        assert real.returncode == 0, real.stdout[-3000:] + real.stderr[-2000:]
+        made = _changed_tasks(real, "kvmhost")
+        expected = {"Predict the load of the port filter (check mode)": "Load the port filter (the running one is not the intended one)",
+                    "Predict the restart of libvirt (check mode)": "Restart the daemon that reads qemu.conf"}
+        assert sorted(made) == sorted(expected.get(name, name) for name in predicted), (predicted, made)
+        assert "vnc_tls = 1" in host.check_output("cat /etc/libvirt/qemu.conf")
+        assert host.check_output(VIRSH + " domstate %s", guest).strip() == "running"
+        new_pid = host.check_output("cat /run/libvirt/qemu/%s.pid", guest).strip()
+        assert new_pid != old_pid
+        assert ",tls-creds=" in host.check_output("tr '\\0' ' ' < /proc/%s/cmdline" % new_pid)
+
+        again = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out, role_vars=restart)
+        assert again.returncode == 0 and _changed_tasks(again, "kvmhost") == [], again.stdout[-3000:]
