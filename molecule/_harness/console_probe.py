@@ -13,6 +13,7 @@ over TLS: only a full session prints ``"desktop"``.
 Prints one JSON object; what went wrong is in ``error`` (the exception's
 class and message, e.g. the TLS alert) and the step it happened at.
 """
+import hashlib
 import json
 import socket
 import ssl
@@ -90,6 +91,7 @@ def main(argv):
         sock = tls
         out["tls"] = tls.version()
         out["server_subject"] = dict(x[0] for x in tls.getpeercert()["subject"])
+        out["server_sha256"] = hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
         # TLS 1.3: the server judges the client certificate after the client
         # has finished the handshake; its verdict is the first thing read.
         out["step"] = "security result"

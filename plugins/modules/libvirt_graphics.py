@@ -178,12 +178,14 @@ def _fingerprint(path):
 def run_graphics(module, conn):
     params = module.params
     check = module.check_mode
-    can_reload = conn.getLibVersion() >= 10002000
+    domains_all = conn.listAllDomains(0)
+    # the daemon (10.2 and later) and the Python binding must both know virDomainGraphicsReload
+    can_reload = conn.getLibVersion() >= 10002000 and all(hasattr(dom, 'graphicsReload') for dom in domains_all)
     result = dict(changed=False, guests=[], plaintext_defined=[], plaintext_running=[], secured=[],
                   listen_outside={}, reloaded=[], stale_certificate=[], restart_needed=[], can_reload=can_reload)
     running = {}
     domains = {}
-    for dom in conn.listAllDomains(0):
+    for dom in domains_all:
         name = dom.name()
         domains[name] = dom
         active = bool(dom.isActive())

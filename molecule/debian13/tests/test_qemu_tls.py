@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -33,14 +34,15 @@ PROBE = "/root/console_probe.py"
 NOCOLOR = {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
 
 
-def _push_probe():
+def _push_probe(station=STATION):
     with open(os.path.join(os.path.dirname(__file__), "..", "..", "_harness", "console_probe.py"), "rb") as fh:
         encoded = base64.b64encode(fh.read()).decode()
-    STATION.check_output("printf '%%s' %s | base64 -d > %s", encoded, PROBE)
+    station.check_output("printf '%%s' %s | base64 -d > %s", encoded, PROBE)
 
 
-def _probe(port, mode, *args):
-    out = STATION.check_output("python3 %s %s %s %s %s" % (PROBE, LAB_IP, port, mode, " ".join(args)))
+def _probe(port, mode, *args, **kwargs):
+    station = kwargs.get("station", STATION)
+    out = station.check_output("python3 %s %s %s %s %s" % (PROBE, LAB_IP, port, mode, " ".join(args)))
     return json.loads(out)
 
 
@@ -227,3 +229,51 @@ def test_check_mode_predicts_the_first_run_and_changes_nothing():
 
         again = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out, role_vars=restart)
         assert again.returncode == 0 and _changed_tasks(again, "kvmhost") == [], again.stdout[-3000:]
+
+
+def _task_result(run, host, name):
+    result = json.loads(run.stdout)
+    return [task["hosts"][host] for play in result["plays"] for task in play["tasks"]
+            if task["task"]["name"].endswith(name) and host in task["hosts"]][-1]
+
+
+def test_a_renewed_vnc_certificate_reaches_the_running_guest_without_a_restart(tmp_path):
+    """On clones of the host and the station, with a copy of the CA: the pki
+    role renews every certificate; qemu_tls then makes the running guest's
+    QEMU (same process) serve the new VNC certificate (libvirt 11.3:
+    virDomainGraphicsReload), and the next run reloads nothing."""
+    guest = "renewvnc"
+    ca_dir = str(tmp_path / "ca")
+    shutil.copytree(os.environ["SECVIRT_DEMO_CA_DIR"], ca_dir)
+    client = ["--ca", CA, "--name", NAME, "--cert", "/etc/pki/libvirt/clientcert.pem",
+              "--key", "/etc/pki/libvirt/private/clientkey.pem"]
+    with clones.cloned("qemu-tls-renew", ["kvmhost", "station"]) as clone:
+        host, station = clone.host("kvmhost"), clone.host("station")
+        nested_guests.define(host, guest, disk=False, devices="<graphics type='vnc' autoport='yes'/>")
+        host.check_output(VIRSH + " start %s", guest)
+        pid = host.check_output("cat /run/libvirt/qemu/%s.pid", guest).strip()
+        port = int(re.search(r"<graphics type='vnc' port='(\d+)'", host.check_output(VIRSH + " dumpxml %s", guest)).group(1))
+        _push_probe(station)
+        before = _probe(port, "tls", *client, station=station)
+        assert before["step"] == "done", before
+        renew = ansible_cli.run_role("pki", "all", inventory=clone.inventory, timeout=1200, env=NOCOLOR,
+                                     role_vars={"pki_ca_dir": ca_dir, "pki_force_renew": True,
+                                                "pki_ca_passphrase": os.environ["SECVIRT_DEMO_CA_PASSPHRASE"]})
+        assert renew.returncode == 0, renew.stdout[-3000:] + renew.stderr[-2000:]
+        new_cert = host.check_output("openssl x509 -in /etc/pki/libvirt-vnc/server-cert.pem -outform DER | sha256sum").split()[0]
+        assert new_cert != before["server_sha256"]
+        # the guest still serves the certificate it started with
+        assert _probe(port, "tls", *client, station=station)["server_sha256"] == before["server_sha256"]
+
+        json_out = dict(NOCOLOR, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+        reload_run = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out)
+        assert reload_run.returncode == 0, reload_run.stdout[-3000:] + reload_run.stderr[-2000:]
+        graphics = _task_result(reload_run, "kvmhost", "reload renewed VNC certificates")
+        assert graphics["reloaded"] == [guest] and graphics["changed"], graphics
+        after = _probe(port, "tls", *client, station=station)
+        assert after["step"] == "done" and after["server_sha256"] == new_cert, after
+        assert host.check_output("cat /run/libvirt/qemu/%s.pid", guest).strip() == pid   # same QEMU process
+
+        again = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out)
+        graphics = _task_result(again, "kvmhost", "reload renewed VNC certificates")
+        assert graphics["reloaded"] == [] and not graphics["changed"], graphics

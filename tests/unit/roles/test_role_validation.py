@@ -270,13 +270,18 @@ def test_hypervisor_refuses_unsafe_settings_before_any_change(tmp_path):
 # --- qemu_tls ----------------------------------------------------------------
 
 QEMU_TLS = {"qemu_tls_console_listen": "192.0.2.10", "qemu_tls_migration_address": "198.51.100.10",
-            "qemu_tls_management_cidrs": ["192.0.2.0/24"], "fake_ips": ["192.0.2.10", "198.51.100.10", "10.0.2.15"]}
+            "qemu_tls_management_cidrs": ["192.0.2.0/24"],
+            "fake_ips": ["192.0.2.10", "198.51.100.10", "10.0.2.15", "192.168.122.1"]}
 
 
 def qemu_tls(tmp_path, cases):
     # the addresses the host has, as gathered facts (cacheable set_fact)
     tasks = [{"name": "Pretend to have the case's addresses",
               "ansible.builtin.set_fact": {"all_ipv4_addresses": "{{ fake_ips }}", "all_ipv6_addresses": [],
+                                           "interfaces": ["eth0", "virbr0", "br-web"],
+                                           "eth0": {"ipv4": {"address": "192.0.2.10"}},
+                                           "virbr0": {"ipv4": {"address": "192.168.122.1"}},
+                                           "br_web": {"ipv4": {"address": "198.51.100.10"}},
                                            "cacheable": True}},
              {"name": "Run validate of qemu_tls",
               "ansible.builtin.include_role": {"name": "secvirt.kvm.qemu_tls", "tasks_from": "validate", "public": False}}]
@@ -294,7 +299,11 @@ def test_qemu_tls_refuses_unsafe_listens_and_ports_before_any_change(tmp_path):
          "Refuse a wildcard listen address without the opt-in", [":: listens on every address"]),
         ("address of another host", {"qemu_tls_migration_address": "198.51.100.99"},
          "Refuse listen addresses this host does not have", ["the host does not have 198.51.100.99",
-                                                             "(it has 192.0.2.10, 198.51.100.10, 10.0.2.15)"]),
+                                                             "(it has 192.0.2.10, 198.51.100.10, 10.0.2.15, 192.168.122.1)"]),
+        ("libvirt's NAT bridge", {"qemu_tls_console_listen": "192.168.122.1"},
+         "Refuse listen addresses on a bridge guests are attached to", ["192.168.122.1 is on virbr0: a guest on that bridge"]),
+        ("a VLAN guest bridge", {"qemu_tls_guest_bridges": ["br-web"]},
+         "Refuse listen addresses on a bridge guests are attached to", ["198.51.100.10 is on br-web"]),
         ("ranges overlap", {"qemu_tls_migration_port_min": 5950, "qemu_tls_migration_port_max": 6100},
          "Refuse port ranges that are empty, overlap each other or take libvirt's ports",
          ["the console range 5900-5999 overlaps the migration range 5950-6100"]),
