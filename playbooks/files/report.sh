@@ -20,6 +20,12 @@ say "nwfilters" "$(virsh -q -r nwfilter-list 2>/dev/null | wc -l)"
 say "libvirt networks" "$(virsh -q -r net-list --all 2>/dev/null | awk '{print $1"("$2")"}' | paste -sd' ' - | sed 's/^$/none/')"
 # qemu.conf's console and migration TLS keys (as libvirt reads them at start), and the port filter
 qconf() { sed -n "s/^$1 = //p" /etc/libvirt/qemu.conf 2>/dev/null | tail -1; }
-say "console TLS" "vnc_tls=$(qconf vnc_tls) verify=$(qconf vnc_tls_x509_verify) spice_tls=$(qconf spice_tls) listen=$(qconf vnc_listen)"
+say "console TLS" "vnc_tls=$(qconf vnc_tls) verify=$(qconf vnc_tls_x509_verify) vnc_sasl=$(qconf vnc_sasl) spice_tls=$(qconf spice_tls) listen=$(qconf vnc_listen)"
 say "migration TLS" "force=$(qconf migrate_tls_force) verify=$(qconf migrate_tls_x509_verify) address=$(qconf migration_address) nbd_tls=$(qconf nbd_tls)"
-say "console/migr. filter" "$(nft list table inet secvirt_qemu_tls >/dev/null 2>&1 && echo loaded || echo none)"
+if nft list table inet secvirt_qemu_tls >/dev/null 2>&1; then
+  say "console/migr. filter" "nftables table loaded"
+elif [ "$(systemctl is-active firewalld 2>/dev/null)" = active ]; then
+  say "console/migr. filter" "firewalld: $(firewall-cmd --list-rich-rules 2>/dev/null | grep -c 'port port=') rich rules for ports"
+else
+  say "console/migr. filter" "none"
+fi

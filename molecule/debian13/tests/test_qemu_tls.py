@@ -8,7 +8,6 @@ come with the reason the server gave: QEMU's own ``vnc_auth_fail`` trace
 (turned on in that guest through its monitor) for the TLS refusals, the RFB
 failure string for a plain client.
 """
-import base64
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import testinfra.utils.ansible_runner
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
 import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
 import clones  # noqa: E402  pylint: disable=wrong-import-position
+import consoles  # noqa: E402  pylint: disable=wrong-import-position
 import nested_guests  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
@@ -30,20 +30,16 @@ VIRSH = nested_guests.VIRSH
 LAB_IP = "10.254.0.10"
 NAME = "kvmhost.secvirt.test"
 CA = "/etc/pki/CA/cacert.pem"
-PROBE = "/root/console_probe.py"
 NOCOLOR = {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
 
 
 def _push_probe(station=STATION):
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "_harness", "console_probe.py"), "rb") as fh:
-        encoded = base64.b64encode(fh.read()).decode()
-    station.check_output("printf '%%s' %s | base64 -d > %s", encoded, PROBE)
+    consoles.push_probe(station)
 
 
 def _probe(port, mode, *args, **kwargs):
-    station = kwargs.get("station", STATION)
-    out = station.check_output("python3 %s %s %s %s %s" % (PROBE, LAB_IP, port, mode, " ".join(args)))
-    return json.loads(out)
+    """``password``: given to the probe on its standard input (for ``--user``)."""
+    return consoles.probe(kwargs.get("station", STATION), LAB_IP, port, mode, *args, password=kwargs.get("password"))
 
 
 def _port(guest, attribute):
@@ -53,13 +49,7 @@ def _port(guest, attribute):
 
 
 def _guest_log(guest, needle):
-    text = ""
-    for _attempt in range(10):  # QEMU writes its trace to the log asynchronously
-        text = KVM.check_output("cat /var/log/libvirt/qemu/%s.log", guest)
-        if needle in text:
-            break
-        time.sleep(0.5)
-    return text
+    return consoles.guest_log(KVM, guest, needle)
 
 
 def test_vnc_offers_only_vencrypt_x509_and_needs_a_client_certificate_of_the_ca():
@@ -277,3 +267,75 @@ def test_a_renewed_vnc_certificate_reaches_the_running_guest_without_a_restart(t
         again = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out)
         graphics = _task_result(again, "kvmhost", "reload renewed VNC certificates")
         assert graphics["reloaded"] == [] and not graphics["changed"], graphics
+
+
+def test_firewalld_backend_and_per_user_vnc_logins_on_a_clone():
+    """On clones of the host and the station: firewalld is installed and
+    running, with a stray opening of VNC ports to everyone. qemu_tls
+    (firewall backend auto) turns to firewalld: rich rules for the console
+    range from the management network, the stray opening and the role's
+    nftables table gone, ssh kept; the station reaches a console port but
+    not the migration range, refused by firewalld. With qemu_tls_vnc_sasl
+    the confined QEMU (AppArmor, from the hypervisor role) asks for a SCRAM
+    login inside TLS: the right password opens the console, a wrong one is
+    dropped with QEMU's reason. A second run changes nothing."""
+    guest = "saslvnc"
+    user, password = "viewer", "clone-only-Vnc-login-8c2e"
+    sasl = {"qemu_tls_vnc_sasl": True, "qemu_tls_vnc_sasl_users": [{"name": user, "password": password}]}
+    client = ["--ca", CA, "--name", NAME, "--cert", "/etc/pki/libvirt/clientcert.pem",
+              "--key", "/etc/pki/libvirt/private/clientkey.pem"]
+    with clones.cloned("qemu-tls-firewalld", ["kvmhost", "station"]) as clone:
+        host, station = clone.host("kvmhost"), clone.host("station")
+        # from the image's apt cache (tests/harness/packages.txt)
+        install = host.run("DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q firewalld "
+                           "&& systemctl enable --now firewalld")
+        assert install.rc == 0, install.stdout[-2000:] + install.stderr[-2000:]
+        host.check_output("firewall-cmd --permanent --add-port=5900-5903/tcp && firewall-cmd --add-port=5900-5903/tcp")
+        assert host.run("nft list table inet secvirt_qemu_tls").rc == 0     # the nftables backend's, from converge
+
+        run = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=NOCOLOR, role_vars=sasl)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        wanted = ['rule family="ipv4" source address="10.254.0.0/24" port port="5900-5999" protocol="tcp" accept']
+        for scope in ("", "--permanent "):
+            zone = "firewall-cmd %s--zone=public" % scope
+            # (the clone's inventory has no peer hypervisor: no migration rule)
+            assert host.check_output(zone + " --list-rich-rules").splitlines() == wanted
+            assert host.check_output(zone + " --list-ports").split() == []
+            assert "ssh" in host.check_output(zone + " --list-services").split()
+        assert host.run("nft list table inet secvirt_qemu_tls").rc != 0
+        assert "secvirt-qemu-tls" not in host.check_output("cat /etc/nftables.conf")
+        # the database: QEMU's group may read it, nobody else; no password in it
+        assert host.check_output("stat -c '%U:%G %a' /etc/sasl2/qemu-vnc-passwd.db").strip() == "root:libvirt-qemu 640"
+        assert host.run("grep -c -a -F %s /etc/sasl2/qemu-vnc-passwd.db", password).stdout.strip() == "0"
+        assert "mech_list: scram-sha-256" in host.check_output("cat /etc/sasl2/qemu.conf")
+
+        listeners = "python3 -m http.server --bind %s %d >/dev/null 2>&1 & echo $!"
+        pids = [host.check_output(listeners % (LAB_IP, 5990)), host.check_output(listeners % (LAB_IP, 49200))]
+        try:
+            time.sleep(1)
+            reach = "timeout 10 python3 -c \"import socket; socket.create_connection(('%s', %d), 5); print('open')\""
+            console = station.run(reach % (LAB_IP, 5990))
+            assert console.stdout.strip() == "open", console.stderr                    # positive control
+            migration = station.run(reach % (LAB_IP, 49200))
+            # firewalld's zone rejects with icmp-host-prohibited
+            assert migration.rc != 0 and "No route to host" in migration.stderr, migration.stderr
+        finally:
+            host.run("kill %s %s", *pids)
+
+        nested_guests.define(host, guest, disk=False, devices="<graphics type='vnc' autoport='yes'/>")
+        host.check_output(VIRSH + " start %s", guest)
+        pid = host.check_output("cat /run/libvirt/qemu/%s.pid", guest).strip()
+        assert host.check_output("cat /proc/%s/attr/current", pid).startswith("libvirt-")   # confined
+        port = int(re.search(r"<graphics type='vnc' port='(\d+)'", host.check_output(VIRSH + " dumpxml %s", guest)).group(1))
+        host.check_output(VIRSH + " qemu-monitor-command %s --hmp 'trace-event vnc_auth_fail on'", guest)
+        _push_probe(station)
+        good = _probe(port, "tls", *client, "--user", user, station=station, password=password)
+        assert good["subtypes"] == ["x509sasl"] and good["sasl_mechs"] == ["SCRAM-SHA-256"], good
+        assert good["step"] == "done" and good["desktop"]["name"] == "QEMU (%s)" % guest, good
+        wrong = _probe(port, "tls", *client, "--user", user, station=station, password=password + "x")
+        assert wrong["step"] == "sasl" and "desktop" not in wrong, wrong
+        log = consoles.guest_log(host, guest, "Cannot step SASL auth")
+        assert re.search(r"Cannot step SASL auth reason=SASL\(-13\): authentication failure", log), log[-2000:]
+
+        again = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=NOCOLOR, role_vars=sasl)
+        assert again.returncode == 0 and " changed=0 " in " ".join(again.stdout.split()) + " ", again.stdout[-3000:]

@@ -75,6 +75,39 @@ def test_live_migration_needs_tls_and_goes_over_the_migration_ports():
         nested_guests.remove(KVM, guest)
 
 
+def test_migration_without_shared_storage_copies_the_disk_over_nbd_with_tls():
+    """--copy-storage-all: the destination QEMU serves an NBD export the
+    source writes the disk into. The QMP command kvmpeer's libvirtd sent to
+    start that NBD server (logged for this test through virt-admin) names
+    the TLS credentials, and the disk arrives whole."""
+    guest = "diskmigrant"
+    marker = "secvirt-nbd-%s" % os.urandom(6).hex()
+    image = "%s/%s.img" % (nested_guests.IMAGES, guest)
+    log = "/var/log/libvirt/secvirt-qmp-test.log"
+    nested_guests.define(KVM, guest, disk=True)
+    KVM.check_output("printf %s | dd of=%s bs=1 seek=4096 conv=notrunc status=none", marker, image)
+    # no shared storage: the destination's disk is a blank file of the same size
+    PEER.check_output("truncate -s 1M %s && chmod 0600 %s", image, image)
+    filters = PEER.check_output("virt-admin daemon-log-filters").split(":", 1)[-1].strip()
+    outputs = PEER.check_output("virt-admin daemon-log-outputs").split(":", 1)[-1].strip()
+    try:
+        PEER.check_output("virt-admin daemon-log-filters '1:qemu.qemu_monitor' && "
+                          "virt-admin daemon-log-outputs '1:file:%s'", log)
+        KVM.check_output(VIRSH + " start %s", guest)
+        moved = KVM.run(VIRSH + " migrate --live --p2p --tls --copy-storage-all %s qemu+tls://kvmpeer.secvirt.test/system", guest)
+        assert moved.rc == 0, moved.stderr
+        assert _state(PEER, guest) == "running"
+        assert PEER.run("grep -c -a -F %s %s", marker, image).stdout.strip() == "1"   # the disk came along
+        starts = [line for line in PEER.check_output("cat %s", log).splitlines() if '"execute":"nbd-server-start"' in line]
+        assert starts, "kvmpeer's libvirtd started no NBD server"
+        assert all('"tls-creds":' in line and '"host":"10.254.0.12"' in line for line in starts), starts
+    finally:
+        PEER.run("virt-admin daemon-log-filters %s; virt-admin daemon-log-outputs %s; rm -f %s",
+                 filters, outputs or "3:journald", log)
+        nested_guests.remove(PEER, guest)
+        nested_guests.remove(KVM, guest)
+
+
 def test_a_pair_whose_destination_certificate_lacks_the_name_is_refused_before_any_change():
     """On clones of both hypervisors: kvmpeer asks to be reached at a name its
     QEMU certificate does not hold. Both ends of that pair stop in the

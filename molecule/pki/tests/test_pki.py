@@ -54,6 +54,8 @@ STATION_FILES = {
     "/home/kvmmgr/.pki/libvirt-vnc/clientkey.pem": ("0600", "kvmmgr", "kvmmgr"),
     "/home/kvmmgr/.pki/CA/cacert.pem": ("0644", "kvmmgr", "kvmmgr"),
     "/home/kvmmgr/.pki/CA/ca-cert.pem": ("0644", "kvmmgr", "kvmmgr"),
+    "/home/kvmmgr/.spicec": ("0700", "kvmmgr", "kvmmgr"),
+    "/home/kvmmgr/.spicec/spice_truststore.pem": ("0644", "kvmmgr", "kvmmgr"),
 }
 
 # (host, certificate, CA file next to it, key, openssl purpose)

@@ -1,13 +1,15 @@
 """qemu_tls on Debian 12 (libvirt 9.0, QEMU 7.2), with the certificates the
 pki role issued in this scenario: the management user kvmmgr's own VNC
-client certificate (~/.pki/libvirt-vnc, made by pki_client_users) opens a
-console over VeNCrypt/x509, a client without one is dropped, and a SPICE
-console defined TLS-only listens on its TLS port only. The whole protocol
+client certificate (~/.pki/libvirt-vnc, made by pki_client_users) and
+kvmmgr's console login (qemu_tls_vnc_sasl, SCRAM-SHA-256 inside the TLS
+session) open a console over VeNCrypt/x509sasl; a wrong password, and a
+client without a certificate, are dropped with QEMU's reason. A SPICE
+console defined TLS-only listens on its TLS port only, and kvmmgr's SPICE
+trust store (~/.spicec/spice_truststore.pem, read by remote-viewer)
+verifies it for the console address. The whole protocol
 checks are in molecule/debian13/tests/test_qemu_tls.py; this is the same
 role on the older libvirt.
 """
-import base64
-import json
 import os
 import re
 import sys
@@ -15,6 +17,7 @@ import sys
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
+import consoles  # noqa: E402  pylint: disable=wrong-import-position
 import nested_guests  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
@@ -23,18 +26,20 @@ STATION = RUNNER.get_host("station")
 VIRSH = nested_guests.VIRSH
 LAB_IP = "10.254.0.10"
 NAME = "kvmhost.secvirt.test"
-PROBE = "/tmp/console_probe.py"
+# molecule/pki/converge.yml (test-only secret)
+VNC_PASSWORD = "molecule-only-Vnc-login-3f9a"
 
 
-def _probe_as(user, port, mode, *args):
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "_harness", "console_probe.py"), "rb") as fh:
-        encoded = base64.b64encode(fh.read()).decode()
-    STATION.check_output("printf '%%s' %s | base64 -d > %s && chmod 0644 %s", encoded, PROBE, PROBE)
-    cmd = "runuser -u %s -- python3 %s %s %d %s %s" % (user, PROBE, LAB_IP, port, mode, " ".join(args))
-    return json.loads(STATION.check_output(cmd))
+def _probe_as(user, port, mode, *args, password=None):
+    consoles.push_probe(STATION)
+    return consoles.probe(STATION, LAB_IP, port, mode, *args, user=user, password=password)
 
 
-def test_vnc_takes_the_per_user_client_certificate_and_drops_a_client_without_one():
+def _guest_log(guest, needle):
+    return consoles.guest_log(KVM, guest, needle)
+
+
+def test_vnc_takes_the_per_user_certificate_and_login_and_drops_a_wrong_password_or_no_certificate():
     guest = "tlsvnc12"
     nested_guests.define(KVM, guest, disk=False, devices="<graphics type='vnc' autoport='yes'/>")
     try:
@@ -42,15 +47,25 @@ def test_vnc_takes_the_per_user_client_certificate_and_drops_a_client_without_on
         port = int(re.search(r"<graphics type='vnc' port='(\d+)'", KVM.check_output(VIRSH + " dumpxml %s", guest)).group(1))
         KVM.check_output(VIRSH + " qemu-monitor-command %s --hmp 'trace-event vnc_auth_fail on'", guest)
         home = "/home/kvmmgr"
+        trust = ["--ca", home + "/.pki/CA/cacert.pem", "--name", NAME]
+        cert = ["--cert", home + "/.pki/libvirt-vnc/clientcert.pem", "--key", home + "/.pki/libvirt-vnc/clientkey.pem"]
         assert _probe_as("kvmmgr", port, "types")["types"] == [19]
-        good = _probe_as("kvmmgr", port, "tls", "--ca", home + "/.pki/CA/cacert.pem", "--name", NAME,
-                         "--cert", home + "/.pki/libvirt-vnc/clientcert.pem", "--key", home + "/.pki/libvirt-vnc/clientkey.pem")
-        assert good["subtypes"] == ["x509none"] and good["step"] == "done", good
-        assert good["desktop"]["name"] == "QEMU (%s)" % guest, good
-        bare = _probe_as("kvmmgr", port, "tls", "--ca", home + "/.pki/CA/cacert.pem", "--name", NAME)
-        assert bare["step"] == "security result" and "desktop" not in bare, bare
-        log = KVM.check_output("cat /var/log/libvirt/qemu/%s.log", guest)
-        assert "No certificate was found" in log, log[-2000:]
+        good = _probe_as("kvmmgr", port, "tls", *trust, *cert, "--user", "kvmmgr", password=VNC_PASSWORD)
+        assert good["subtypes"] == ["x509sasl"] and good["sasl_mechs"] == ["SCRAM-SHA-256"], good
+        assert good["step"] == "done" and good["desktop"]["name"] == "QEMU (%s)" % guest, good
+        # the certificate alone no longer opens the console
+        no_login = _probe_as("kvmmgr", port, "tls", *trust, *cert)
+        assert no_login["step"] == "sasl" and "desktop" not in no_login, no_login
+        wrong = _probe_as("kvmmgr", port, "tls", *trust, *cert, "--user", "kvmmgr", password=VNC_PASSWORD + "x")
+        assert wrong["step"] == "sasl" and "desktop" not in wrong, wrong
+        assert re.search(r"Cannot step SASL auth reason=SASL\(-13\): authentication failure",
+                         _guest_log(guest, "Cannot step SASL auth")), "QEMU did not say why it dropped the client"
+        bare = _probe_as("kvmmgr", port, "tls", *trust, "--user", "kvmmgr", password=VNC_PASSWORD)
+        assert bare["step"] == "sasl mechlist" and "desktop" not in bare, bare
+        assert "No certificate was found" in _guest_log(guest, "No certificate was found")
+        # the console users' database: QEMU's group reads it, nobody else; no password in it
+        assert KVM.check_output("stat -c '%U:%G %a' /etc/sasl2/qemu-vnc-passwd.db").strip() == "root:libvirt-qemu 640"
+        assert KVM.run("grep -c -a -F %s /etc/sasl2/qemu-vnc-passwd.db", VNC_PASSWORD).stdout.strip() == "0"
     finally:
         nested_guests.remove(KVM, guest)
 
@@ -64,8 +79,18 @@ def test_spice_secure_guest_listens_on_its_tls_port_only():
         pid = KVM.check_output("cat /run/libvirt/qemu/%s.pid", guest).strip()
         listening = KVM.check_output("ss -Htlnp | grep 'pid=%s,' || true", pid)
         assert re.findall(r"\S+:(\d+)\s", listening) == [tls_port], listening
-        handshake = STATION.run("echo | timeout 20 openssl s_client -connect %s:%s -CAfile /etc/pki/CA/cacert.pem "
-                                "-verify_hostname %s -verify_return_error", LAB_IP, tls_port, NAME)
+        # as remote-viewer would: kvmmgr's SPICE trust store, the address it connects to checked against the SAN
+        handshake = STATION.run("echo | timeout 20 runuser -u kvmmgr -- openssl s_client -connect %s:%s "
+                                "-CAfile /home/kvmmgr/.spicec/spice_truststore.pem -verify_ip %s -verify_return_error",
+                                LAB_IP, tls_port, LAB_IP)
         assert "Verify return code: 0 (ok)" in handshake.stdout, handshake.stdout + handshake.stderr
+        # ... and a trust store without our CA fails the same handshake: the chain QEMU sends ends in a CA it does not hold
+        STATION.check_output("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /tmp/other-ca.key "
+                             "-out /tmp/other-ca.pem -subj '/O=secvirt-test/CN=other CA' -days 2")
+        foreign = STATION.run("echo | timeout 20 openssl s_client -connect %s:%s -CAfile /tmp/other-ca.pem "
+                              "-verify_ip %s -verify_return_error", LAB_IP, tls_port, LAB_IP)
+        assert foreign.rc != 0 and "Verify return code: 19 (self-signed certificate in certificate chain)" in foreign.stdout, \
+            foreign.stdout + foreign.stderr
     finally:
         nested_guests.remove(KVM, guest)
+        STATION.run("rm -f /tmp/other-ca.key /tmp/other-ca.pem")
