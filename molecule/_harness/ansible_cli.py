@@ -60,6 +60,17 @@ def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900
 _HEAD = re.compile(r"^(\S+) \| ([A-Z]+!?) => ", re.M)
 
 
+def run_playbook(playbook, extra_vars=None, env=None, timeout=900, inventory=None, args=(), cwd=None):
+    """Run one of the collection's playbooks (``playbooks/<name>.yml``) as an
+    operator would; returns the CompletedProcess (task errors are on stderr)."""
+    path = os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."), "playbooks", playbook)
+    cmd = [_tool("ansible-playbook"), "-i", inventory or INVENTORY, path] + list(args)
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    return subprocess.run(cmd, env=dict(os.environ, **(env or {})), capture_output=True, text=True,
+                          timeout=timeout, check=False, cwd=cwd)
+
+
 def run_module_all(pattern, module, args=None, check=False, diff=False, timeout=900, extra_vars=None,
                    inventory=None):
     """Run one module on the hosts matching ``pattern``; return {host: result}.

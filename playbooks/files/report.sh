@@ -11,7 +11,8 @@ if [ -r /etc/pki/libvirt/servercert.pem ]; then
 else
   say "TLS server cert" "none"
 fi
-say "audit rules (virt_)" "$(auditctl -l 2>/dev/null | grep -c 'key=virt_') loaded, enabled=$(auditctl -s 2>/dev/null | awk '/^enabled/{print $2}')"
+# syscall rules print their key as key=virt_..., file watches as -k virt_...
+say "audit rules (virt_)" "$(auditctl -l 2>/dev/null | grep -cE '(key=|-k )virt_') loaded, enabled=$(auditctl -s 2>/dev/null | awk '/^enabled/{print $2}')"
 say "LUKS volumes" "$(lsblk -nro NAME,TYPE 2>/dev/null | awk '$2=="crypt"{print $1}' | paste -sd' ' - | sed 's/^$/none/')"
 say "VLAN links" "$(ip -o -d link show type vlan 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | paste -sd' ' - | sed 's/^$/none/')"
 say "bridges" "$(ip -br link show type bridge 2>/dev/null | awk '{print $1}' | paste -sd' ' - | sed 's/^$/none/')"

@@ -54,4 +54,7 @@ print(json.dumps({"kvm_hosts": {"hosts": {"kvmhost": host("kvmhost")}},
 PY
 "$stage" site.yml ansible-playbook -i "$state.hosts.yml" -i playbooks/inventory/demo playbooks/site.yml "$@"
 "$stage" summary ansible-playbook -i "$state.hosts.yml" -i playbooks/inventory/demo playbooks/report.yml
+# the posture report: Markdown summary printed, JSON/JUnit/Markdown/HTML kept
+"$stage" posture ansible-playbook -i "$state.hosts.yml" -i playbooks/inventory/demo playbooks/posture.yml \
+  -e posture_output_dir="$root/.cache/demo-posture"
 awk -F'\t' '{printf "  %-12s %-8s %dm%02ds\n", $1, $2, int($3/60), $3%60}' "$SECVIRT_TIMINGS"
