@@ -27,7 +27,7 @@ NOT_BY_SITE_YML = {
     # on their command line: the control rightly fails (its evidence says so)
     "SVK-AUD-002": ("fail", "/proc/cmdline has no audit= parameter"),
     # the audit role's default is audit_level 1 (libvirt keeps running when
-    # host auditing stops); 2 only on request (audit_libvirt_level)
+    # host auditing stops); 2 only on request (audit_libvirt_audit_level)
     "SVK-AUD-003": ("warn", "audit_level = 1"),
     # the demo inventory opens a LUKS volume but keeps the image directory
     # where it is: no guest disk is on dm-crypt
