@@ -10,6 +10,7 @@ verifies it for the console address. The whole protocol
 checks are in molecule/debian13/tests/test_qemu_tls.py; this is the same
 role on the older libvirt.
 """
+import json
 import os
 import re
 import sys
@@ -17,6 +18,8 @@ import sys
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
+import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
+import clones  # noqa: E402  pylint: disable=wrong-import-position
 import consoles  # noqa: E402  pylint: disable=wrong-import-position
 import nested_guests  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -94,3 +97,37 @@ def test_spice_secure_guest_listens_on_its_tls_port_only():
     finally:
         nested_guests.remove(KVM, guest)
         STATION.run("rm -f /tmp/other-ca.key /tmp/other-ca.pem")
+
+
+def test_on_libvirt_9_a_renewed_vnc_certificate_lists_the_running_guest_until_it_restarts():
+    """On a clone of the KVM host: libvirt 9.0 cannot reload a running
+    guest's console certificate (virDomainGraphicsReload came in 10.2), so
+    after the pki role renewed it, qemu_tls names the guest as serving the
+    old one (a fact and a warning) and reloads nothing, run after run; the
+    guest is not restarted behind the user's back."""
+    guest = "stale12"
+    role_vars = {"qemu_tls_console_listen": "{{ ansible_local['secvirt_lab']['ip'] }}",
+                 "qemu_tls_migration_address": "{{ ansible_local['secvirt_lab']['ip'] }}",
+                 "qemu_tls_management_cidrs": ["10.254.0.0/24"], "qemu_tls_vnc_sasl": True,
+                 "qemu_tls_vnc_sasl_users": [{"name": "kvmmgr", "password": VNC_PASSWORD}]}
+    json_out = {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NOCOLOR": "1"}
+    with clones.cloned("qemu-tls-stale", ["kvmhost"]) as clone:
+        host = clone.host("kvmhost")
+        nested_guests.define(host, guest, disk=False, devices="<graphics type='vnc' autoport='yes'/>")
+        host.check_output(VIRSH + " start %s", guest)
+        pid = host.check_output("cat /run/libvirt/qemu/%s.pid", guest).strip()
+        before = host.check_output("sha256sum /etc/pki/libvirt-vnc/server-cert.pem")
+        renew = ansible_cli.run_role("pki", "kvm_hosts", inventory=clone.inventory, extra_vars={"pki_force_renew": True})
+        assert renew.returncode == 0, renew.stdout[-3000:] + renew.stderr[-2000:]
+        assert host.check_output("sha256sum /etc/pki/libvirt-vnc/server-cert.pem") != before
+        for attempt in ("first", "second"):
+            run = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out, role_vars=role_vars)
+            assert run.returncode == 0, (attempt, run.stdout[-3000:] + run.stderr[-2000:])
+            graphics = [task["hosts"]["kvmhost"] for play in json.loads(run.stdout)["plays"] for task in play["tasks"]
+                        if task["task"]["name"].endswith("reload renewed VNC certificates")][-1]
+            assert graphics["can_reload"] is False and graphics["reloaded"] == [], (attempt, graphics)
+            assert graphics["stale_certificate"] == [guest] and guest in graphics["restart_needed"], (attempt, graphics)
+            assert not graphics["changed"], (attempt, graphics)
+            warning = "guest %s keeps serving an older console certificate until it is restarted" % guest
+            assert any(warning in w for w in graphics.get("warnings", [])), (attempt, graphics)
+        assert host.check_output("cat /run/libvirt/qemu/%s.pid", guest).strip() == pid    # not restarted
