@@ -90,7 +90,7 @@ checks() {
 # boots a second hypervisor and migrates between them (13m51s alone,
 # 2026-12-04).
 declare -A minutes=([libvirt_remote]=22 [debian13]=30 [audit]=16 [storage]=14 [pki]=12 [vlan_bridges]=10
-                    [libvirt_modules]=8 [hypervisor]=10)
+                    [libvirt_modules]=8 [hypervisor]=10 [guest_policy]=12)
 lanes=${SECVIRT_LANES:-2}
 logs=$PWD/.cache/logs
 mkdir -p "$logs"

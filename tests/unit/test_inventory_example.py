@@ -53,6 +53,7 @@ MUST_SET = {
     "libvirt_remote": ["libvirt_remote_tls_allowed_dn_list", "libvirt_remote_management_cidrs"],
     "audit": ["audit_immutable", "audit_reboot"],
     "qemu_tls": ["qemu_tls_console_listen", "qemu_tls_migration_address", "qemu_tls_management_cidrs"],
+    "guest_policy": ["guest_policy_mode"],
     "vlan_bridges": ["vlan_bridges_management_interface", "vlan_bridges_networks"],
     "encrypted_storage": ["encrypted_storage_vg", "encrypted_storage_volumes"],
     "libvirt_client": ["libvirt_client_users", "libvirt_client_uri_aliases"],

@@ -38,7 +38,8 @@ COLLECTION = "secvirt.kvm"
 
 # site.yml's roles in the order it runs them; each role's tag in site.yml
 # is the role's name (both checked in test_areas_cover_site_yml).
-SITE_ROLES = ["hypervisor", "pki", "libvirt_remote", "audit", "qemu_tls", "vlan_bridges", "encrypted_storage",
+SITE_ROLES = ["hypervisor", "pki", "libvirt_remote", "audit", "qemu_tls", "guest_policy", "vlan_bridges",
+              "encrypted_storage",
               "libvirt_client"]
 # area playbook -> its roles, in the order it runs them
 AREAS = {
@@ -47,6 +48,7 @@ AREAS = {
     "remote": ["libvirt_remote", "libvirt_client"],
     "audit": ["audit"],
     "consoles": ["qemu_tls"],
+    "guests": ["guest_policy"],
     "network": ["vlan_bridges"],
     "storage": ["encrypted_storage"],
 }

@@ -7,7 +7,6 @@ import re
 import shlex
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -15,6 +14,7 @@ import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
 import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
+import frames  # noqa: E402  pylint: disable=wrong-import-position
 
 # Every module call of these tests (nwfilter, nwfilter_binding, seclabel,
 # domain_limits) goes through Ansible's own strategy, the stock AnsiballZ
@@ -153,47 +153,8 @@ def test_ebtables_rules_instantiated_for_the_tap(tapdev):
     assert f'iifname "{tapdev}"' in nft
 
 
-INJECT = textwrap.dedent(r"""
-    import json, socket, struct, subprocess, sys, time
-    dom, path, src_mac, src_ip = sys.argv[1:5]
-
-    def qmp(cmd):
-        return subprocess.run(["virsh", "qemu-monitor-command", dom, json.dumps(cmd)],
-                              check=True, capture_output=True, text=True).stdout
-
-    def arp_request(mac, ip, target="10.77.0.1"):
-        mac_b = bytes.fromhex(mac.replace(":", ""))
-        frame = b"\xff" * 6 + mac_b + b"\x08\x06"
-        frame += struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac_b + socket.inet_aton(ip)
-        frame += b"\x00" * 6 + socket.inet_aton(target)
-        return frame.ljust(60, b"\x00")
-
-    # a chardev + filter-redirector on the guest NIC's netdev: frames written to
-    # the socket leave the guest's e1000 into its tap, exactly like guest traffic
-    qmp({"execute": "chardev-add", "arguments": {"id": "secvirtinj", "backend": {"type": "socket", "data": {
-        "addr": {"type": "unix", "data": {"path": path}}, "server": True, "wait": False}}}})
-    qmp({"execute": "object-add", "arguments": {"qom-type": "filter-redirector", "id": "secvirtinjf",
-        "netdev": "hostnet0", "queue": "rx", "indev": "secvirtinj"}})
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(path)
-    frame = arp_request(src_mac, src_ip)
-    for _ in range(3):
-        sock.sendall(struct.pack("!I", len(frame)) + frame)
-        time.sleep(0.5)
-    sock.close()
-    time.sleep(1)
-    qmp({"execute": "object-del", "arguments": {"id": "secvirtinjf"}})
-    qmp({"execute": "chardev-remove", "arguments": {"id": "secvirtinj"}})
-""")
-
-
 def inject_arp(src_mac, src_ip):
-    domid = sh(f"virsh domid {GUEST}")
-    path = f"/var/lib/libvirt/qemu/domain-{domid}-{GUEST}/secvirt-inject.sock"
-    HOST.run("rm -f /root/secvirt-inject.py")
-    cmd = HOST.run(f"cat > /root/secvirt-inject.py <<'EOF'\n{INJECT}\nEOF\n"
-                   f"python3 /root/secvirt-inject.py {GUEST} {path} {src_mac} {src_ip}")
-    assert cmd.rc == 0, cmd.stderr
+    frames.inject(HOST, GUEST, [frames.arp_request(src_mac, src_ip)])
 
 
 def neighbour(ip):

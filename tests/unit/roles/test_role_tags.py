@@ -316,9 +316,11 @@ def test_site_yml_tags_of_two_roles_list_only_the_guards_of_the_others(tmp_path)
     listing = parse_listing(ansible_playbook(tmp_path, "-i", str(tmp_path / "inventory"), "--list-tasks",
                                              "--tags", "audit,encrypted_storage",
                                              os.path.join(ROOT, "playbooks", "site.yml")))
-    # qemu_tls has one tag for the whole role (no phases, no guard): only its spec check is tagged always
-    assert sorted(listing) == sorted(ROLES + ["qemu_tls"]), listing
+    # qemu_tls and guest_policy have one tag for the whole role (no phases, no guard): only their spec check
+    # is tagged always
+    assert sorted(listing) == sorted(ROLES + ["qemu_tls", "guest_policy"]), listing
     assert names(listing["qemu_tls"]) == [SPEC_TASK]
+    assert names(listing["guest_policy"]) == [SPEC_TASK]
     for role in ("audit", "encrypted_storage"):
         assert names(listing[role]) == everything(role), role
     for role in ("hypervisor", "pki", "libvirt_remote", "vlan_bridges", "libvirt_client"):
