@@ -296,6 +296,29 @@ def test_each_identity_sees_and_manages_only_its_guests_and_root_sees_all(guests
     assert "shut off" in sh(VIRSH + " domstate acl-b")
 
 
+@pytest.fixture
+def tcp_listener():
+    """libvirtd also listening on TCP 16509 without authentication, for one
+    test (a throw-away VM; libvirt_remote never does this), then as before."""
+    sh("cp -p /etc/libvirt/libvirtd.conf /root/libvirtd.conf.before-tcp")
+    sh("echo 'auth_tcp = \"none\"' >> /etc/libvirt/libvirtd.conf && systemctl stop libvirtd.service "
+       "&& systemctl start libvirtd-tcp.socket && systemctl start libvirtd.service")
+    yield "qemu+tcp://127.0.0.1/system"
+    sh("systemctl stop libvirtd.service libvirtd-tcp.socket && cp -p /root/libvirtd.conf.before-tcp "
+       "/etc/libvirt/libvirtd.conf && systemctl start libvirtd.service")
+
+
+def test_with_access_control_a_tcp_client_gets_nothing(tcp_listener):
+    # why guest_policy_acl refuses hosts where libvirt_remote listens: the
+    # polkit driver cannot judge a client that has no UNIX process
+    assert "web1" in sh(VIRSH + " list --all --name").split()         # control: root on the socket
+    remote = HOST.run("virsh -c %s list --all --name" % tcp_listener)
+    assert remote.rc != 0, remote.stdout
+    # measured on libvirt 9.0: the connection itself is refused
+    assert "error: failed to connect to the hypervisor" in remote.stderr, remote.stderr
+    assert "error: access denied: 'QEMU' denied access" in remote.stderr, remote.stderr
+
+
 # ------------------------------------------------------------- bad policy
 
 

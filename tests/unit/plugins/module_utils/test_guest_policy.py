@@ -224,3 +224,15 @@ def test_qemu_conf_listen_keys():
     text = 'vnc_listen = "192.0.2.10"\n# spice_listen = "0.0.0.0"\n'
     assert gp.qemu_conf_value(text, "vnc_listen") == "192.0.2.10"
     assert gp.qemu_conf_value(text, "spice_listen") is None
+
+
+def test_a_link_in_the_image_directory_to_a_file_elsewhere_is_elsewhere(tmp_path):
+    images, outside = tmp_path / "images", tmp_path / "etc"
+    images.mkdir()
+    outside.mkdir()
+    (outside / "shadow").write_bytes(b"root:x")
+    (images / "disk.raw").symlink_to(outside / "shadow")
+    pol = policy({"image_dirs": [str(images)]})
+    disk = "<disk type='file'><driver type='raw'/><source file='%s/disk.raw'/><target dev='vda'/></disk>" % images
+    assert check(disk, pol=pol) == [("disks", "disk vda %s/disk.raw is outside the image directories (%s)"
+                                     % (images, images))]
