@@ -578,3 +578,51 @@ def test_role_refuses_a_platform_it_was_never_tested_on(tmp_path, role):
         refused(case, PLATFORM_TASK, "secvirt.kvm.%s is tested on Debian 12 (bookworm) and Debian 13 (trixie) only"
                 % role, "this host runs %s." % shown, "Nothing was changed")
     refused(control, later_refusal)
+
+
+# --- guest_policy ------------------------------------------------------------
+
+# "nobody" exists on every Debian host, this build host included.
+GUEST_POLICY_ACL = {"guest_policy_acl": [{"user": "nobody", "guests": ["web1"]}]}
+
+
+def guest_policy(tmp_path, cases):
+    # the whole role from its start, on this build host posing as Debian 12:
+    # its validation reads only variables and the passwd database, and the
+    # first task after it (the report module) needs a libvirt daemon this
+    # host does not run: a case that fails there passed every validation
+    tasks = [{"name": "Pretend to be Debian 12",
+              "ansible.builtin.set_fact": {"ansible_distribution": "Debian", "ansible_distribution_major_version": "12",
+                                           "ansible_distribution_version": "12.12", "cacheable": True}},
+             {"name": "Run guest_policy",
+              "ansible.builtin.include_role": {"name": "secvirt.kvm.guest_policy", "public": False}}]
+    return run_cases(tmp_path, tasks, cases)
+
+
+def test_guest_policy_refuses_an_access_list_before_any_change(tmp_path):
+    report = "Check every guest against the policy"
+    cases = [
+        ("acl where libvirt_remote listens on TLS", dict(GUEST_POLICY_ACL, libvirt_remote_tls_enabled=True)),
+        ("acl where libvirt_remote listens on TCP", dict(GUEST_POLICY_ACL, libvirt_remote_tcp_enabled=True)),
+        ("a user this host does not have", {"guest_policy_acl": [{"user": "secvirt-no-such-user", "guests": ["a"]}]}),
+        ("root", {"guest_policy_acl": [{"user": "root", "guests": ["a"]}]}),
+        ("twice the same user", {"guest_policy_acl": [{"user": "nobody", "guests": ["a"]},
+                                                      {"user": "nobody", "guests": ["b"]}]}),
+        ("unknown permission", {"guest_policy_acl": [{"user": "nobody", "guests": ["a"], "permissions": ["fly"]}]}),
+        # positive controls: past every validation, to the report module
+        ("the opt-in", dict(GUEST_POLICY_ACL, libvirt_remote_tls_enabled=True,
+                            guest_policy_acl_allow_remote_lockout=True)),
+        ("no remote listener", dict(GUEST_POLICY_ACL, libvirt_remote_tls_enabled=False)),
+        ("no access list where libvirt_remote listens", {"libvirt_remote_tls_enabled": True}),
+    ]
+    results = guest_policy(tmp_path, cases)
+    lockout = "Refuse access control where remote clients would lose every permission"
+    refused(results[0], lockout, "qemu+ssh://", "guest_policy_acl_allow_remote_lockout: true")
+    refused(results[1], lockout, "libvirt_remote's TLS or TCP listener")
+    refused(results[2], "Refuse an access list naming users this host does not have",
+            "no such user on c2: secvirt-no-such-user")
+    for case in results[3:5]:
+        refused(case, "Refuse a malformed access list", "a distinct UNIX user name (not root")
+    refused(results[5], "Refuse a malformed access list", "unknown fly")
+    for case in results[6:]:
+        assert case.failed is True and case.failed_task is not None and report in case.failed_task, case
