@@ -590,15 +590,21 @@ def boot(args):
 
 
 def kill(pid, what):
+    # The process may exit on its own between alive() and the signal (a
+    # loaded machine: qemu needed more than 5 s to stop after SIGTERM and was
+    # gone when SIGKILL came): that is the outcome we wanted, not an error.
     if not pid or not alive(pid):
         return
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(50):
-        if not alive(pid):
-            return
-        time.sleep(0.1)
-    log(f"{what} ({pid}) ignored SIGTERM; killing it")
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            if not alive(pid):
+                return
+            time.sleep(0.1)
+        log(f"{what} ({pid}) ignored SIGTERM; killing it")
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
 
 
 def cmd_down(args):

@@ -185,3 +185,23 @@ def test_clone_inventory_reaches_only_the_clones(tmp_path, monkeypatch):
     assert written["kvm_hosts"]["hosts"]["kvmhost"]["ansible_port"] == 4444
     assert written["management_stations"]["hosts"] == {}
     assert (into / "inventory" / "group_vars" / "all" / "molecule.yml").read_text() == "pki_fqdn: x\n"
+
+
+@pytest.mark.parametrize("exits_at", ["sigterm", "sigkill"])
+def test_kill_tolerates_a_process_that_exits_on_its_own(monkeypatch, exits_at):
+    """A VM that exits between the liveness check and the signal (a loaded CI
+    machine: qemu took longer than 5 s to stop after SIGTERM, then was gone
+    when SIGKILL came) must not fail the scenario's destroy step
+    (CI at ac08f1d: vlan_bridges destroy, ProcessLookupError)."""
+    sent = []
+    monkeypatch.setattr(vm, "alive", lambda pid: True)
+    monkeypatch.setattr(vm.time, "sleep", lambda s: None)
+
+    def fake_kill(pid, sig):
+        sent.append(sig)
+        if (exits_at == "sigterm" and sig == vm.signal.SIGTERM) or sig == vm.signal.SIGKILL:
+            raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(vm.os, "kill", fake_kill)
+    vm.kill(12345, "qemu test")
+    assert sent[0] == vm.signal.SIGTERM
