@@ -57,6 +57,32 @@ def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900
         os.unlink(handle.name)
 
 
+JSON_OUTPUT = {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+
+
+def changed_tasks(proc, host):
+    """Names (without the role prefix) of the tasks that reported changed for
+    ``host``, in order, in a run made with ``env=JSON_OUTPUT``."""
+    result = json.loads(proc.stdout)
+    return [task["task"]["name"].split(" : ", 1)[-1] for play in result["plays"] for task in play["tasks"]
+            if task["hosts"].get(host, {}).get("changed")]
+
+
+def check_then_real(role, hosts, host, inventory, between, role_vars=None, timeout=900):
+    """The ``--check --diff`` run of ``role``, ``between()`` (the test's proof
+    that the check run changed nothing), then the real run, as an operator
+    checks a change before making it. Both runs must succeed; returns the
+    changed task names of each for ``host``: (predicted, made)."""
+    runs = []
+    for args in (["--check", "--diff"], []):
+        proc = run_role(role, hosts, role_vars=role_vars, env=JSON_OUTPUT, timeout=timeout, inventory=inventory, args=args)
+        assert proc.returncode == 0, (args, proc.stdout[-4000:], proc.stderr[-2000:])
+        runs.append(changed_tasks(proc, host))
+        if args:
+            between()
+    return runs[0], runs[1]
+
+
 _HEAD = re.compile(r"^(\S+) \| ([A-Z]+!?) => ", re.M)
 
 

@@ -373,6 +373,40 @@ def test_switched_off_group_disappears_from_the_kernel():
         assert "virt_qemu_crossdomain" not in host.file(RULES_FILE).content_string
 
 
+def test_check_mode_predicts_the_real_run_and_changes_nothing():
+    """On a clone drifted from what the role put in force (its rules file
+    gone and unloaded, libvirt's audit settings out of libvirtd.conf),
+    --check --diff reports the changes and makes none; the real run then
+    changes exactly what was predicted (the check-mode stand-ins for the
+    rules load and the daemon restart, which check mode skips, map to the
+    real tasks) and the virt rules are back in the kernel."""
+    with clones.cloned("check-mode") as clone:
+        host = clone.host("kvmhost")
+        host.check_output("rm %s && augenrules --load >/dev/null && sed -i -e '/^audit_level/d' -e '/^audit_logging/d' "
+                          "/etc/libvirt/libvirtd.conf && systemctl restart libvirtd" % RULES_FILE)
+        state = ("ls /etc/audit/rules.d; sha256sum /etc/libvirt/libvirtd.conf /etc/audit/audit.rules; auditctl -l; "
+                 "auditctl -s | grep -v -e lost -e backlog")
+        drifted = host.check_output(state)
+        assert "virt_tls_privkey" not in drifted
+
+        def nothing_changed():
+            assert host.check_output(state) == drifted
+
+        predicted, made = ansible_cli.check_then_real("audit", "kvm_hosts", "kvmhost", clone.inventory, nothing_changed,
+                                                      role_vars={"audit_backlog_limit": 16384})
+        assert {"Write the virtualization audit rules for this host", "Set libvirt's audit_level and audit_logging",
+                "Predict the load of the rules into the kernel (check mode)",
+                "Predict the restart of libvirt for its audit settings (check mode)"} <= set(predicted), predicted
+        real_name = {"Predict the load of the rules into the kernel (check mode)": "Load every rules.d file into the kernel (augenrules)",
+                     # restarted if it still ran (Debian's libvirtd exits after 120 s idle)
+                     "Predict the restart of libvirt for its audit settings (check mode)": None}
+        restart = "Restart the running daemon so it applies its audit settings"
+        expected = [real_name.get(name, name) for name in predicted if real_name.get(name, name)]
+        assert [name for name in made if name != restart] == expected, (predicted, made)
+        assert "virt_tls_privkey" in "\n".join(listed(host))
+        assert re.search(r"^audit_level = 1$", host.file("/etc/libvirt/libvirtd.conf").content_string, re.M)
+
+
 def test_bad_input_is_refused_before_anything_changes():
     state = "sha256sum %s /etc/audit/audit.rules /etc/libvirt/libvirtd.conf; auditctl -l; auditctl -s | grep -v lost" % RULES_FILE
     before = HOST.check_output(state)

@@ -166,13 +166,6 @@ def test_console_ports_open_to_the_management_network_migration_ports_dropped_fo
         KVM.run("kill %s %s", *pids)
 
 
-def _changed_tasks(run, host):
-    """Names of the tasks that reported changed for ``host`` (json callback)."""
-    result = json.loads(run.stdout)
-    return [task["task"]["name"].split(" : ", 1)[-1] for play in result["plays"] for task in play["tasks"]
-            if task["hosts"].get(host, {}).get("changed")]
-
-
 def test_check_mode_predicts_the_first_run_and_changes_nothing():
     """On a clone of the KVM host, with what qemu_tls puts in force taken
     away (vnc_tls and migrate_tls_force out of qemu.conf, the port filter
@@ -196,7 +189,7 @@ def test_check_mode_predicts_the_first_run_and_changes_nothing():
         check = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out, role_vars=restart,
                                      args=["--check", "--diff"])
         assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
-        predicted = _changed_tasks(check, "kvmhost")
+        predicted = ansible_cli.changed_tasks(check, "kvmhost")
         # (the clone's inventory has no peer, so the filter file itself differs too)
         assert {"Predict the load of the port filter (check mode)", "Turn TLS on for consoles, migration and NBD, key by key",
                 "Predict the restart of libvirt (check mode)",
@@ -207,7 +200,7 @@ def test_check_mode_predicts_the_first_run_and_changes_nothing():
 
         real = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out, role_vars=restart)
         assert real.returncode == 0, real.stdout[-3000:] + real.stderr[-2000:]
-        made = _changed_tasks(real, "kvmhost")
+        made = ansible_cli.changed_tasks(real, "kvmhost")
         expected = {"Predict the load of the port filter (check mode)": "Load the port filter (the running one is not the intended one)",
                     "Predict the restart of libvirt (check mode)": "Restart the daemon that reads qemu.conf"}
         assert sorted(made) == sorted(expected.get(name, name) for name in predicted), (predicted, made)
@@ -218,7 +211,7 @@ def test_check_mode_predicts_the_first_run_and_changes_nothing():
         assert ",tls-creds=" in host.check_output("tr '\\0' ' ' < /proc/%s/cmdline" % new_pid)
 
         again = ansible_cli.run_role("qemu_tls", "kvm_hosts", inventory=clone.inventory, env=json_out, role_vars=restart)
-        assert again.returncode == 0 and _changed_tasks(again, "kvmhost") == [], again.stdout[-3000:]
+        assert again.returncode == 0 and ansible_cli.changed_tasks(again, "kvmhost") == [], again.stdout[-3000:]
 
 
 def _task_result(run, host, name):

@@ -14,6 +14,7 @@ import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
 import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
+import clones  # noqa: E402  pylint: disable=wrong-import-position
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -248,3 +249,33 @@ def test_guests_cannot_reach_the_host_even_knowing_its_mac(endpoints):
     dropped = [int(word) for line in counters.splitlines() if "counter packets" in line
                for word in [line.split("counter packets")[1].split()[0]]]
     assert dropped and dropped[0] >= 6, counters
+
+
+def test_check_mode_predicts_the_real_run_and_changes_nothing():
+    """On a clone of kvmhost drifted from what the role put in force (br-b
+    and its VLAN port gone with their ifupdown file, bridge-nf-call-iptables
+    back on, the host filter unloaded), --check --diff reports the changes
+    and makes none; the real run then changes exactly what was predicted
+    (the check-mode stand-ins for the sysctl apply and the filter load, which
+    check mode skips, map to the real tasks) and br-b is back."""
+    with clones.cloned("check-mode", ["kvmhost"]) as clone:
+        host = clone.host("kvmhost")
+        host.check_output("ifdown br-b >/dev/null 2>&1; ip link del br-b 2>/dev/null; ip link del eth1.200 2>/dev/null; "
+                          "grep -l -r -w br-b /etc/network/interfaces.d | xargs rm -f; "
+                          "sysctl -q -w net.bridge.bridge-nf-call-iptables=1; nft delete table inet secvirt_vlan_bridges")
+        state = ("ls /sys/class/net; find /etc/network/interfaces.d /etc/sysctl.d /etc/nftables.d -type f -exec sha256sum {} + "
+                 "| sort; sysctl -n net.bridge.bridge-nf-call-iptables; nft list tables")
+        drifted = host.check_output(state)
+        assert "br-b" not in drifted.split() and "table inet secvirt_vlan_bridges" not in drifted
+
+        def nothing_changed():
+            assert host.check_output(state) == drifted
+
+        predicted, made = ansible_cli.check_then_real("vlan_bridges", "kvm_hosts", "kvmhost", clone.inventory, nothing_changed)
+        real_name = {"Predict the bridge netfilter settings the real run applies (check mode)": "Apply the bridge netfilter settings now",
+                     "Predict the load of the host filter (check mode)": "Load the host filter (the running one is not the intended one)"}
+        assert set(real_name) | {"Bring the VLAN bridges to the wanted state without touching the management link"} <= set(predicted), predicted
+        assert made == [real_name.get(name, name) for name in predicted], (predicted, made)
+        assert link(host, "eth1.200")["master"] == "br-b"
+        assert host.check_output("sysctl -n net.bridge.bridge-nf-call-iptables") == "0"
+        assert host.run("nft list table inet secvirt_vlan_bridges").rc == 0
