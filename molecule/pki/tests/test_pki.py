@@ -1,5 +1,6 @@
 """The private CA and the distributed certificates, checked as an operator would by hand."""
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -296,6 +297,40 @@ def test_wider_renewal_window_reissues_only_the_server_certificates():
     assert all(reason[0].startswith("expiring:") for reason in renewed_names.values())
     text = cert_text(KVM, "/etc/pki/libvirt/servercert.pem")
     assert openssl_days_left(KVM, "/etc/pki/libvirt/servercert.pem") > 55, text
+
+
+def _ca_dir_state():
+    """Every file of the controller's CA directory with its content hash."""
+    out = {}
+    for root, _dirs, files in os.walk(CA_DIR):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                out[os.path.relpath(os.path.join(root, name), CA_DIR)] = hashlib.sha256(handle.read()).hexdigest()
+    return out
+
+
+def test_check_mode_predicts_the_real_run_and_changes_nothing():
+    """On a clone of kvmhost whose libvirt server certificate was deleted,
+    --check --diff on the host reports the changes and makes none (on the host
+    and in the CA directory on the controller); the real run then changes
+    exactly what was predicted and the new certificate chains to the CA with
+    the key that never left the host."""
+    with clones.cloned("pki-check", ["kvmhost"]) as clone:
+        host = clone.host("kvmhost")
+        key = host.check_output("openssl pkey -in /etc/pki/libvirt/private/serverkey.pem -pubout | sha256sum")
+        host.check_output("rm /etc/pki/libvirt/servercert.pem")
+        state = "find /etc/pki -exec stat -c '%n %a %U %G %s %Y' {} + | sort"
+        drifted, ca_before = host.check_output(state), _ca_dir_state()
+
+        def nothing_changed():
+            assert host.check_output(state) == drifted
+            assert _ca_dir_state() == ca_before
+
+        predicted, made = ansible_cli.check_then_real("pki", "kvm_hosts", "kvmhost", clone.inventory, nothing_changed)
+        assert predicted, "check mode predicted no change for a missing server certificate"
+        assert made == predicted, (predicted, made)
+        assert host.run("openssl verify -CAfile /etc/pki/CA/cacert.pem -purpose sslserver /etc/pki/libvirt/servercert.pem").rc == 0
+        assert host.check_output("openssl x509 -in /etc/pki/libvirt/servercert.pem -noout -pubkey | sha256sum") == key
 
 
 def handler_results(run, name):
