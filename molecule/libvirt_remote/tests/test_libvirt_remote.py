@@ -12,6 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "_harness"))
 import ansible_cli  # noqa: E402
+import clones  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 KVM_NAME = RUNNER.get_hosts("kvm_hosts")[0]
@@ -22,11 +23,11 @@ PASSWORD = "Vm-Adm1n-s3cret-4f9b2c"  # molecule.yml group_vars, test only
 URI = "qemu+tls://kvmhost.secvirt.test/system"
 
 
-def virsh(uri, env="", user=None):
+def virsh(uri, env="", user=None, station=STATION):
     cmd = f"{env} timeout 90 virsh -c '{uri}' list --all </dev/null"
     if user:
         cmd = f"su - {user} -c \"{cmd}\""
-    return STATION.run(cmd)
+    return station.run(cmd)
 
 
 def auth_file(path, username, password, owner="root"):
@@ -413,16 +414,16 @@ def test_only_the_tls_socket_listens():
     assert res.rc != 0
 
 
-def connect_16514_from_inside_and_outside():
+def connect_16514_from_inside_and_outside(station=STATION):
     """Connect from the station to 16514 from its management address and from a
     second address outside the management CIDR; return both results."""
     probe = ("python3 -c \"import socket; s=socket.socket(); s.settimeout(4); s.bind(('{src}',0));"
              "s.connect(('10.254.0.10',16514)); print('open')\"")
-    STATION.run("ip addr add 10.254.0.99/24 dev eth2")
+    station.run("ip addr add 10.254.0.99/24 dev eth2")
     try:
-        return STATION.run(probe.format(src="10.254.0.11")), STATION.run(probe.format(src="10.254.0.99"))
+        return station.run(probe.format(src="10.254.0.11")), station.run(probe.format(src="10.254.0.99"))
     finally:
-        STATION.run("ip addr del 10.254.0.99/24 dev eth2")
+        station.run("ip addr del 10.254.0.99/24 dev eth2")
 
 
 def test_firewall_lets_only_the_management_network_in():
@@ -472,9 +473,9 @@ def test_sasl_database_is_root_only_and_password_is_nowhere_else_on_disk():
     assert found.stdout.split() == [], found.stdout
 
 
-def run_role(role_vars=None, hosts="kvm_hosts", role="libvirt_remote"):
+def run_role(role_vars=None, hosts="kvm_hosts", role="libvirt_remote", inventory=None):
     """Run a role again as an operator would (default: libvirt_remote with its defaults on the KVM host)."""
-    proc = ansible_cli.run_role(role, hosts, role_vars or {"libvirt_remote_daemon_mode": "auto"},
+    proc = ansible_cli.run_role(role, hosts, role_vars or {"libvirt_remote_daemon_mode": "auto"}, inventory=inventory,
                                 env={"ANSIBLE_COLLECTIONS_PATH": os.path.join(PROJECT, ".cache", "collections")})
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -624,37 +625,91 @@ def test_kerberos_on_plain_tcp_lets_in_only_the_allowed_principals():
         STATION.run("kdestroy -A")
     rc, output = run_role(role_vars)
     assert rc == 0 and " changed=0 " in " ".join(output.split()) + " ", output[-3000:]
+    # the host back on the scenario's settings (SCRAM inside TLS, TCP off):
+    # no later test depends on this one having run or not
+    rc, output = run_role()
+    assert rc == 0, output[-3000:]
+    conf = conf_values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
+    assert "sasl_allowed_username_list" not in conf and conf["listen_tcp"] == 0
 
 
 def test_with_firewalld_running_the_role_uses_firewalld_rich_rules():
-    # last test: it changes the host's firewall for good. It also takes the
-    # host back from Kerberos on TCP to the defaults (SCRAM inside TLS only).
-    # from the image's apt cache (packages.txt): not preinstalled, see there
-    install = KVM.run("DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q firewalld "
-                      "&& systemctl enable --now firewalld")
-    assert install.rc == 0, install.stdout[-2000:] + install.stderr[-2000:]
-    # a stray rule that opens 16514 to everyone, as an operator might have added
-    KVM.check_output("firewall-cmd --permanent --add-port=16514/tcp && firewall-cmd --add-port=16514/tcp")
-    rc, output = run_role()
-    assert rc == 0, output[-3000:]
-    wanted = ['rule family="ipv4" source address="10.254.0.11/32" port port="16514" protocol="tcp" accept']
-    for scope in ("", "--permanent "):
-        zone = f"firewall-cmd {scope}--zone=public"
-        assert KVM.check_output(f"{zone} --list-rich-rules").splitlines() == wanted
-        assert "16514" not in KVM.check_output(f"{zone} --list-ports")
-        assert "ssh" in KVM.check_output(f"{zone} --list-services").split()
-    # back on the defaults (SCRAM inside TLS, TCP off): the Kerberos test's
-    # allow list is gone from libvirtd.conf, not left in force
-    conf = conf_values(KVM.file("/etc/libvirt/libvirtd.conf").content_string)
-    assert "sasl_allowed_username_list" not in conf and conf["listen_tcp"] == 0
-    assert "mech_list: scram-sha-256" in KVM.file("/etc/sasl2/libvirt.conf").content_string
-    assert not KVM.service("libvirtd-tcp.socket").is_running
-    # our nftables table is gone, runtime and boot
-    assert KVM.run("nft list table inet secvirt_libvirt_remote").rc != 0
-    assert "secvirt-libvirt-remote" not in KVM.file("/etc/nftables.conf").content_string
-    allowed, blocked = connect_16514_from_inside_and_outside()
-    assert allowed.stdout.strip() == "open"
-    assert blocked.rc != 0 and "open" not in blocked.stdout
-    assert virsh(URI).rc == 0
-    rc, output = run_role()
-    assert rc == 0 and " changed=0 " in " ".join(output.split()) + " ", output[-3000:]
+    """With firewalld running, the role opens 16514 by rich rules instead of
+    its nftables table. On clones of the host and the station: it changes the
+    host's firewall for good."""
+    with clones.cloned("firewalld", [KVM_NAME, STATION_NAME]) as clone:
+        kvm, station = clone.host(KVM_NAME), clone.host(STATION_NAME)
+        # from the image's apt cache (packages.txt): not preinstalled, see there
+        install = kvm.run("DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q firewalld "
+                          "&& systemctl enable --now firewalld")
+        assert install.rc == 0, install.stdout[-2000:] + install.stderr[-2000:]
+        # a stray rule that opens 16514 to everyone, as an operator might have added
+        kvm.check_output("firewall-cmd --permanent --add-port=16514/tcp && firewall-cmd --add-port=16514/tcp")
+        rc, output = run_role(inventory=clone.inventory)
+        assert rc == 0, output[-3000:]
+        wanted = ['rule family="ipv4" source address="10.254.0.11/32" port port="16514" protocol="tcp" accept']
+        for scope in ("", "--permanent "):
+            zone = f"firewall-cmd {scope}--zone=public"
+            assert kvm.check_output(f"{zone} --list-rich-rules").splitlines() == wanted
+            assert "16514" not in kvm.check_output(f"{zone} --list-ports")
+            assert "ssh" in kvm.check_output(f"{zone} --list-services").split()
+        conf = conf_values(kvm.file("/etc/libvirt/libvirtd.conf").content_string)
+        assert "sasl_allowed_username_list" not in conf and conf["listen_tcp"] == 0
+        assert "mech_list: scram-sha-256" in kvm.file("/etc/sasl2/libvirt.conf").content_string
+        assert not kvm.service("libvirtd-tcp.socket").is_running
+        # our nftables table is gone, runtime and boot
+        assert kvm.run("nft list table inet secvirt_libvirt_remote").rc != 0
+        assert "secvirt-libvirt-remote" not in kvm.file("/etc/nftables.conf").content_string
+        allowed, blocked = connect_16514_from_inside_and_outside(station)
+        assert allowed.stdout.strip() == "open"
+        assert blocked.rc != 0 and "open" not in blocked.stdout
+        assert virsh(URI, station=station).rc == 0
+        rc, output = run_role(inventory=clone.inventory)
+        assert rc == 0 and " changed=0 " in " ".join(output.split()) + " ", output[-3000:]
+
+
+def test_check_mode_predicts_the_real_run_and_changes_nothing():
+    """On a clone of kvmhost drifted from what the role put in force (the
+    allowed-DN list out of libvirtd.conf, in force in the restarted daemon;
+    the port filter unloaded), --check --diff reports the changes and makes
+    none (same files, no filter); the real run then
+    changes exactly what was predicted (the check-mode stand-ins for the
+    filter load and the daemon restart map to the real tasks). The same for
+    libvirt_client on a clone of the station that lost its URI alias and a
+    user's copy of the CA."""
+    with clones.cloned("remote-check", [KVM_NAME, STATION_NAME]) as clone:
+        host, station = clone.host(KVM_NAME), clone.host(STATION_NAME)
+        host.check_output("sed -i '/^tls_allowed_dn_list = \\[.*\\]$/d' /etc/libvirt/libvirtd.conf && systemctl restart libvirtd "
+                          "&& nft delete table inet secvirt_libvirt_remote")
+        assert "tls_allowed_dn_list" not in conf_values(host.file("/etc/libvirt/libvirtd.conf").content_string)
+        # (not the daemon's pid: Debian's libvirtd exits after 120 s idle)
+        state = "sha256sum /etc/libvirt/libvirtd.conf /etc/sasl2/libvirt.conf; nft list tables"
+        drifted = host.check_output(state)
+
+        def nothing_changed():
+            assert host.check_output(state) == drifted
+
+        predicted, made = ansible_cli.check_then_real("libvirt_remote", "kvm_hosts", KVM_NAME, clone.inventory, nothing_changed)
+        real_name = {"Predict the load of the libvirt port filter (check mode)": "Load the libvirt port filter (the running one is not the intended one)",
+                     "Predict the restart of libvirt (check mode)": "Restart the daemon so it takes the new configuration and sockets"}
+        assert set(real_name) | {"Set the daemon's TLS, authentication and limits in one validated edit"} <= set(predicted), predicted
+        assert made == [real_name.get(name, name) for name in predicted], (predicted, made)
+        assert "tls_allowed_dn_list" in conf_values(host.file("/etc/libvirt/libvirtd.conf").content_string)
+        assert host.run("nft list table inet secvirt_libvirt_remote").rc == 0
+
+        station.check_output("rm /home/operator/.pki/libvirt/cacert.pem && sed -i '/^uri_aliases/d' /etc/libvirt/libvirt.conf")
+        # (not all of the home: Ansible's become leaves its own files there)
+        state = ("find /etc/libvirt /etc/pki /home/operator/.pki -exec stat -c '%n %a %U %G %s' {} + "
+                 "| sort; find /etc/libvirt /etc/pki /home/operator/.pki -type f -exec sha256sum {} + | sort")
+        drifted = station.check_output(state)
+
+        def nothing_changed_on_the_station():
+            assert station.check_output(state) == drifted
+
+        predicted, made = ansible_cli.check_then_real("libvirt_client", "management_stations", STATION_NAME, clone.inventory,
+                                                      nothing_changed_on_the_station)
+        assert {"Set URI aliases and the default URI for every user of this station",
+                "Give each listed user the CA certificate, as that user"} <= set(predicted), predicted
+        assert made == predicted, (predicted, made)
+        assert station.file("/home/operator/.pki/libvirt/cacert.pem").mode == 0o644
+        assert "kvmhost=qemu+tls://kvmhost.secvirt.test/system" in station.file("/etc/libvirt/libvirt.conf").content_string
