@@ -84,12 +84,14 @@ PHASES = {
     },
     "libvirt_remote": {
         "libvirt_remote_install": ["install"],
-        # a changed configuration or socket is proven by the restart (or rolled back)
-        "libvirt_remote_config": ["config", "restart"],
+        # a changed configuration or socket is proven by the restart (or rolled
+        # back); "debug" is the restart's check-mode stand-in (the only debug
+        # task of main.yml), which goes with it
+        "libvirt_remote_config": ["config", "restart", "debug"],
         "libvirt_remote_firewall": ["firewall", "firewalld"],
         # the port filter is in force before a socket listens
-        "libvirt_remote_sockets": ["firewall", "firewalld", "sockets", "restart"],
-        "libvirt_remote_restart": ["restart"],
+        "libvirt_remote_sockets": ["firewall", "firewalld", "sockets", "restart", "debug"],
+        "libvirt_remote_restart": ["restart", "debug"],
         "libvirt_remote_sasl_users": ["sasl_users"],
     },
     "pki": {
