@@ -284,6 +284,11 @@ def _check_seclabel(dom, rules, out):
                         % (wanted['model'], wanted['label'], got or 'none')))
 
 
+# How graphics_listens names a console without an address of its own: it
+# listens on qemu.conf's vnc_listen/spice_listen (127.0.0.1 when unset).
+DEFAULT_LISTEN = '(default listen address)'
+
+
 def graphics_listens(graphics):
     addresses = []
     for listen in graphics.findall('listen'):
@@ -293,34 +298,45 @@ def graphics_listens(graphics):
         elif kind == 'network':
             addresses.append('network:%s' % (listen.get('network') or ''))
         elif kind == 'address':
-            addresses.append('(default listen address)')
+            addresses.append(DEFAULT_LISTEN)
     if graphics.get('listen') and graphics.get('listen') not in addresses:
         addresses.append(graphics.get('listen'))
     if not graphics.findall('listen') and not graphics.get('listen') and graphics.get('type') in ('vnc', 'spice'):
-        addresses.append('(default listen address)')
+        addresses.append(DEFAULT_LISTEN)
     return addresses
 
 
-def _check_graphics(dom, rules, out, qemu_conf_listen=None):
+def _graphics_problems(graphics, rules, qemu_conf_listen=None):
+    """What the policy refuses in one <graphics>: [(problem, message)], the
+    problem one of 'passwd', 'listen', 'spice_mode'. The check reports the
+    messages and the fix mends exactly these problems, so the two agree."""
+    kind = graphics.get('type')
     allowed = set(rules['graphics_listen']) | set(['127.0.0.1', '::1'])
-    for graphics in dom.findall('devices/graphics'):
-        kind = graphics.get('type')
-        if kind not in ('vnc', 'spice'):
-            continue
-        if graphics.get('passwd') is not None:
-            out.append(('graphics', '%s console has a passwd= in the definition (readable by everyone who can '
-                        'read the XML): use TLS client certificates or SASL' % kind))
-        for address in graphics_listens(graphics):
-            if address == '(default listen address)':
-                address = (qemu_conf_listen or {}).get(kind) or '127.0.0.1'
-            if address in WILDCARDS:
-                out.append(('graphics', '%s console listens on every address (%s)' % (kind, address)))
-            elif address not in allowed:
-                out.append(('graphics', '%s console listens on %s, policy allows %s'
-                            % (kind, address, ', '.join(sorted(rules['graphics_listen'])) or 'localhost only')))
-        if kind == 'spice' and (graphics.get('defaultMode') != 'secure'
-                                or any(ch.get('mode') == 'insecure' for ch in graphics.findall('channel'))):
-            out.append(('graphics', "spice console keeps a plaintext port (defaultMode is not 'secure')"))
+    found = []
+    if graphics.get('passwd') is not None:
+        found.append(('passwd', '%s console has a passwd= in the definition (readable by everyone who can '
+                      'read the XML): use TLS client certificates or SASL' % kind))
+    for address in graphics_listens(graphics):
+        if address == DEFAULT_LISTEN:
+            address = (qemu_conf_listen or {}).get(kind) or '127.0.0.1'
+        if address in WILDCARDS:
+            found.append(('listen', '%s console listens on every address (%s)' % (kind, address)))
+        elif address not in allowed:
+            found.append(('listen', '%s console listens on %s, policy allows %s'
+                          % (kind, address, ', '.join(sorted(rules['graphics_listen'])) or 'localhost only')))
+    if kind == 'spice' and (graphics.get('defaultMode') != 'secure'
+                            or any(ch.get('mode') == 'insecure' for ch in graphics.findall('channel'))):
+        found.append(('spice_mode', "spice console keeps a plaintext port (defaultMode is not 'secure')"))
+    return found
+
+
+def _consoles(dom):
+    return [g for g in dom.findall('devices/graphics') if g.get('type') in ('vnc', 'spice')]
+
+
+def _check_graphics(dom, rules, out, qemu_conf_listen=None):
+    for graphics in _consoles(dom):
+        out.extend(('graphics', message) for _problem, message in _graphics_problems(graphics, rules, qemu_conf_listen))
 
 
 def _check_image(path, fmt, rules, out, what, read_facts):
@@ -455,35 +471,37 @@ def check_domain(xml_text, policy, read_facts=read_image_facts, qemu_conf_listen
 # ------------------------------------------------------------ the fix of XML
 
 
-def fix_graphics(xml_text, rules):
-    """The definition with its consoles on the policy's first listen address,
-    without passwd= and with SPICE TLS-only; (new_xml, [changes])."""
+def fix_graphics(xml_text, rules, qemu_conf_listen=None):
+    """The definition with what the check refuses in its consoles mended:
+    passwd= removed, a console on an address the policy does not allow moved
+    to the policy's first listen address, SPICE made TLS-only; (new_xml,
+    [changes]). qemu_conf_listen: as for check_domain."""
     dom = ET.fromstring(xml_text)
     changes = []
     target = rules['graphics_listen'][0] if rules['graphics_listen'] else '127.0.0.1'
-    allowed = set(rules['graphics_listen']) | set(['127.0.0.1', '::1'])
-    for graphics in dom.findall('devices/graphics'):
+    for graphics in _consoles(dom):
         kind = graphics.get('type')
-        if kind not in ('vnc', 'spice'):
-            continue
-        if graphics.get('passwd') is not None:
+        problems = set(problem for problem, _message in _graphics_problems(graphics, rules, qemu_conf_listen))
+        if 'passwd' in problems:
             del graphics.attrib['passwd']
             graphics.attrib.pop('passwdValidTo', None)
             changes.append('%s console: passwd removed' % kind)
-        listens = graphics_listens(graphics)
-        if any(a not in allowed for a in listens):
+        if 'listen' in problems:
+            listens = [a if a != DEFAULT_LISTEN else 'the default listen address %s'
+                       % ((qemu_conf_listen or {}).get(kind) or '127.0.0.1') for a in graphics_listens(graphics)]
             for listen in graphics.findall('listen'):
                 graphics.remove(listen)
             graphics.set('listen', target)
             ET.SubElement(graphics, 'listen', {'type': 'address', 'address': target})
             changes.append('%s console: listens on %s (was %s)' % (kind, target, ', '.join(listens)))
-        if kind == 'spice' and graphics.get('defaultMode') != 'secure':
-            graphics.set('defaultMode', 'secure')
-            changes.append("spice console: defaultMode='secure'")
-        for channel in graphics.findall('channel'):
-            if channel.get('mode') == 'insecure':
-                channel.set('mode', 'secure')
-                changes.append('spice channel %s: secure' % channel.get('name'))
+        if 'spice_mode' in problems:
+            if graphics.get('defaultMode') != 'secure':
+                graphics.set('defaultMode', 'secure')
+                changes.append("spice console: defaultMode='secure'")
+            for channel in graphics.findall('channel'):
+                if channel.get('mode') == 'insecure':
+                    channel.set('mode', 'secure')
+                    changes.append('spice channel %s: secure' % channel.get('name'))
     return ET.tostring(dom, encoding='unicode'), changes
 
 

@@ -139,7 +139,7 @@ def _limit_params(name, rules, dom_elem):
     return params
 
 
-def _fix(conn, dom, name, rules, violations, check_mode, result, diffs):
+def _fix(conn, dom, name, rules, violations, check_mode, result, diffs, listens=None):
     """Apply what can be applied; return (fixed, restart_required)."""
     checks = set(v[0] for v in violations)
     fixed, restart = [], False
@@ -184,7 +184,7 @@ def _fix(conn, dom, name, rules, violations, check_mode, result, diffs):
             restart = restart or out['restart_required']
     if 'graphics' in checks:
         before = domain_xml(dom, inactive=True, secure=True)
-        after, changes = gp.fix_graphics(before, rules)
+        after, changes = gp.fix_graphics(before, rules, qemu_conf_listen=listens)
         if changes:
             if not check_mode:
                 conn.defineXML(after)
@@ -226,7 +226,7 @@ def run_policy(conn, params, check_mode):
             result['violating'].append(name)
         if violations and params['mode'] == 'fix' and dom.isPersistent():
             entry['fixed'], entry['restart_required'] = _fix(conn, dom, name, rules, violations, check_mode,
-                                                             result, diffs)
+                                                             result, diffs, listens)
             result['changed'] = result['changed'] or bool(entry['fixed'])
             if not check_mode:
                 violations = gp.check_domain(domain_xml(dom, inactive=True, secure=True), policy, qemu_conf_listen=listens)

@@ -189,6 +189,28 @@ def test_fix_graphics_moves_the_console_and_drops_the_password():
     assert gp.fix_graphics(fixed, policy()["default"])[1] == []
 
 
+@pytest.mark.parametrize("listens", [None, {"vnc": "192.0.2.10"}], ids=["qemu.conf-default", "qemu.conf-mgmt"])
+def test_fix_graphics_changes_only_what_the_check_refuses(listens):
+    """A console on the default listen address of qemu.conf (127.0.0.1, or
+    the management address qemu_tls sets) passes the check: the fix of its
+    passwd= must not also move it (it used to rewrite every default-listen
+    console to the policy's first address, which the check had accepted)."""
+    devices = "<graphics type='vnc' passwd='x'/>"
+    assert check(devices, listens=listens) == [
+        ("graphics", "vnc console has a passwd= in the definition (readable by everyone who can read the XML): "
+                     "use TLS client certificates or SASL")]
+    fixed, changes = gp.fix_graphics(DOMAIN % ("g", "", devices), policy()["default"], qemu_conf_listen=listens)
+    assert changes == ["vnc console: passwd removed"]
+    assert "<graphics type=\"vnc\" />" in fixed
+    assert check(fixed.split("<devices>")[1].split("</devices>")[0], listens=listens) == []
+    # a default listen the policy does not allow is still moved
+    wide = {"vnc": "0.0.0.0"}
+    fixed, changes = gp.fix_graphics(DOMAIN % ("g", "", devices), policy()["default"], qemu_conf_listen=wide)
+    assert changes == ["vnc console: passwd removed",
+                       "vnc console: listens on 192.0.2.10 (was the default listen address 0.0.0.0)"]
+    assert check(fixed.split("<devices>")[1].split("</devices>")[0], listens=wide) == []
+
+
 def run_hook(tmp_path, argv, xml, pol=None):
     path = tmp_path / "policy.json"
     if pol is not False:
