@@ -52,6 +52,7 @@ TCP_PORT = 16509
 DEFAULT_IMAGE_DIRS = ('/var/lib/libvirt/images',)
 MIGRATION_PORTS = (49152, 49215)
 NFT_TABLE = ('inet', 'secvirt_qemu_tls')
+LIBVIRT_NFT_TABLE = ('inet', 'secvirt_libvirt_remote')
 
 CA_CERT = '/etc/pki/CA/cacert.pem'
 CA_CRL = '/etc/pki/CA/cacrl.pem'
@@ -114,6 +115,7 @@ CATALOG = {
     'SVK-TLS-005': ('tls', 'high', 'TLS certificates chain to the CA and are not about to expire', [R_TLS, R_VNC, R_SPICE],
                     ('daemon_conf', 'certs')),
     'SVK-TLS-006': ('tls', 'medium', 'Installed certificate revocation lists are current', [R_TLS], ('daemon_conf', 'certs')),
+    'SVK-TLS-007': ('tls', 'medium', 'The libvirt TLS port is restricted by a firewall', [R_TLS_FW], ('listeners', 'firewall')),
     'SVK-CON-001': ('consoles', 'high', 'VNC consoles require TLS with client certificates', [R_VNC], ('qemu_conf', 'guests')),
     'SVK-CON-002': ('consoles', 'high', 'SPICE consoles are served over TLS only', [R_SPICE], ('qemu_conf', 'guests')),
     'SVK-CON-003': ('consoles', 'medium', 'Consoles do not listen on a wildcard address', [R_VNC, R_SPICE], ('qemu_conf', 'guests')),
@@ -1225,44 +1227,65 @@ def _spans_text(spans):
     return '{ %s }' % ', '.join('%d' % low if low == high else '%d-%d' % (low, high) for low, high in spans)
 
 
-def c_mig_002(facts, params):
-    conf, error = _qemu_conf(facts)
-    wanted = migration_range(conf)
-    evidence = ['migration ports %d-%d (%s)' % (wanted[0], wanted[1], 'qemu.conf' if conf is not None else error + ', defaults')]
+def firewall_restriction(facts, wanted, own_table, what, whole=None):
+    """(status, evidence) of whether the host's firewall keeps every source
+    but the allowed ones from the TCP ports ``wanted`` (low, high): firewalld's
+    zones while it runs, else an input rule of the role's own nftables table
+    ``own_table`` that drops them. ``what`` names the ports in the evidence,
+    ``whole`` (default ``what``) all of them."""
     firewall = facts.get('firewall') or {}
     if firewall.get('firewalld_running'):
         zones_cmd = firewall.get('zones')
         if not zones_cmd or zones_cmd['rc'] != 0:
-            return 'fail', evidence + ['firewalld runs but firewall-cmd --list-all-zones failed: %s'
-                                       % ((zones_cmd or {}).get('err') or 'firewall-cmd not found').strip()]
+            return 'fail', ['firewalld runs but firewall-cmd --list-all-zones failed: %s'
+                            % ((zones_cmd or {}).get('err') or 'firewall-cmd not found').strip()]
         default = (firewall.get('default_zone') or {}).get('out', '').strip()
         openings, notes = firewalld_openings(parse_firewalld_zones(zones_cmd['out']), default, wanted)
-        evidence.append('firewalld is running (default zone %s)' % (default or 'unknown'))
+        evidence = ['firewalld is running (default zone %s)' % (default or 'unknown')]
         if openings:
             return 'fail', evidence + openings + notes
-        return 'pass', evidence + ['no zone that applies to every source opens the range'] + notes
+        return 'pass', evidence + ['no zone that applies to every source opens %s' % what] + notes
     nft = firewall.get('nft')
     if nft is None:
-        return 'fail', evidence + ['firewalld is not running and nft is not installed: nothing restricts the range']
+        return 'fail', ['firewalld is not running and nft is not installed: nothing restricts %s' % what]
     if nft['rc'] != 0:
-        return 'fail', evidence + ['nft -j list ruleset failed: %s' % (nft['err'] or nft['out']).strip()]
+        return 'fail', ['nft -j list ruleset failed: %s' % (nft['err'] or nft['out']).strip()]
     try:
         ruleset = json.loads(nft['out'] or '{}')
     except ValueError as exc:
-        return 'fail', evidence + ['nft -j list ruleset: not JSON (%s)' % exc]
+        return 'fail', ['nft -j list ruleset: not JSON (%s)' % exc]
     restrictions, openings = nft_restrictions(ruleset, wanted)
-    own = [text for key, text in restrictions if key[:2] == NFT_TABLE]
-    others = [text for key, text in restrictions if key[:2] != NFT_TABLE]
+    own = [text for key, text in restrictions if key[:2] == own_table]
+    others = [text for key, text in restrictions if key[:2] != own_table]
     if openings:
-        return 'fail', evidence + openings + own + others
+        return 'fail', openings + own + others
     if own:
-        return 'pass', evidence + own + others
-    loaded = any(isinstance(item, dict) and 'table' in item and (item['table'].get('family'), item['table'].get('name')) == NFT_TABLE
+        return 'pass', own + others
+    loaded = any(isinstance(item, dict) and 'table' in item and (item['table'].get('family'), item['table'].get('name')) == own_table
                  for item in ruleset.get('nftables') or [])
-    state = ('table %s %s has no input rule that drops the whole range' if loaded else 'table %s %s is not loaded') % NFT_TABLE
+    state = ('table %s %s has no input rule that drops %s' if loaded else 'table %s %s is not loaded') % (
+        own_table + ((whole or what,) if loaded else ()))
     if others:
-        return 'warn', evidence + [state + '; the range is restricted elsewhere (accepts in other chains not analysed)'] + others
-    return 'fail', evidence + [state + ' and no input chain drops the range']
+        return 'warn', [state + '; %s is restricted elsewhere (accepts in other chains not analysed)' % what] + others
+    return 'fail', [state + ' and no input chain drops %s' % what]
+
+
+def c_mig_002(facts, params):
+    conf, error = _qemu_conf(facts)
+    wanted = migration_range(conf)
+    evidence = ['migration ports %d-%d (%s)' % (wanted[0], wanted[1], 'qemu.conf' if conf is not None else error + ', defaults')]
+    status, found = firewall_restriction(facts, wanted, NFT_TABLE, 'the range', 'the whole range')
+    return status, evidence + found
+
+
+def c_tls_007(facts, params):
+    port = params['tls_port']
+    on_port = [entry for entry in listeners(facts) if entry['port'] == port]
+    if not on_port:
+        return 'not_applicable', ['nothing listens on TCP port %d: no TLS port to restrict' % port]
+    evidence = ['TLS port listening on %s' % ', '.join(show_address(e['address'], e['port']) for e in on_port)]
+    status, found = firewall_restriction(facts, (port, port), LIBVIRT_NFT_TABLE, 'port %d' % port)
+    return status, evidence + found
 
 
 def _libvirt_bridges(facts):
@@ -1797,7 +1820,7 @@ def c_aud_003(facts, params):
 
 EVALUATORS = {
     'SVK-TLS-001': c_tls_001, 'SVK-TLS-002': c_tls_002, 'SVK-TLS-003': c_tls_003, 'SVK-TLS-004': c_tls_004,
-    'SVK-TLS-005': c_tls_005, 'SVK-TLS-006': c_tls_006,
+    'SVK-TLS-005': c_tls_005, 'SVK-TLS-006': c_tls_006, 'SVK-TLS-007': c_tls_007,
     'SVK-CON-001': c_con_001, 'SVK-CON-002': c_con_002, 'SVK-CON-003': c_con_003,
     'SVK-MIG-001': c_mig_001, 'SVK-MIG-002': c_mig_002,
     'SVK-NET-001': c_net_001, 'SVK-NET-002': c_net_002, 'SVK-NET-003': c_net_003,

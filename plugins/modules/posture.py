@@ -80,6 +80,9 @@ notes:
     present against the C(ca-cert.pem) next to them - signature, validity, O(certificate_min_days).
   - SVK-TLS-006 - C(crl_file) (default C(/etc/pki/CA/cacrl.pem)) and the QEMU C(ca-crl.pem) files that are
     present - nextUpdate in the future and signed by the CA. Not applicable without any CRL.
+  - SVK-TLS-007 - while something listens on O(tls_port), the firewall as for SVK-MIG-002 with that one port
+    and the nftables table C(inet secvirt_libvirt_remote) of C(secvirt.kvm.libvirt_remote). Not applicable
+    when nothing listens there.
   - SVK-CON-001/002/003 - C(qemu.conf) (C(vnc_tls), C(vnc_tls_x509_verify) or C(default_tls_x509_verify),
     C(spice_tls), C(vnc_listen), C(spice_listen)) and what the running guests serve - the QEMU command line
     (C(/proc/<pid>/cmdline)), else the live XML, as C(secvirt.kvm.libvirt_graphics) reads them.

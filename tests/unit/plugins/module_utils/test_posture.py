@@ -149,6 +149,22 @@ def qemu_tls_table(ports=(49152, 49215)):
     ]
 
 
+def libvirt_remote_table(ports=(16509, 16514)):
+    """What `nft -j list ruleset` shows of libvirt_remote's table (the shape
+    of roles/libvirt_remote/templates/libvirt-remote.nft.j2)."""
+    table = 'secvirt_libvirt_remote'
+    return [
+        {'table': {'family': 'inet', 'name': table, 'handle': 4}},
+        {'chain': {'family': 'inet', 'table': table, 'name': 'input', 'handle': 1, 'type': 'filter',
+                   'hook': 'input', 'prio': -10, 'policy': 'accept'}},
+        nft_rule([{'match': {'op': '==', 'left': {'meta': {'key': 'iif'}}, 'right': 'lo'}},
+                  dport({'set': [16509, 16514]}), {'accept': None}], table=table),
+        nft_rule([{'match': {'op': '==', 'left': {'payload': {'protocol': 'ip', 'field': 'saddr'}}, 'right': '@management_v4'}},
+                  dport({'set': [16514]}), {'accept': None}], table=table),
+        nft_rule([dport({'set': list(ports)}), {'counter': {'packets': 0, 'bytes': 0}}, {'drop': None}], table=table),
+    ]
+
+
 def ok(out):
     return {'rc': 0, 'out': out, 'err': ''}
 
@@ -196,7 +212,8 @@ def hardened(pki):
                    'secmodels': ['apparmor', 'dac']},
         'lsm': {'apparmor': {'enabled': True, 'profiles': {'libvirt-%s' % UUID1: 'enforce', 'libvirt-%s' % UUID2: 'enforce'}},
                 'selinux': {'enabled': False, 'enforcing': None}},
-        'firewall': {'nft': ok(json.dumps({'nftables': [{'metainfo': {'json_schema_version': 1}}] + qemu_tls_table()})),
+        'firewall': {'nft': ok(json.dumps({'nftables': [{'metainfo': {'json_schema_version': 1}}] + qemu_tls_table()
+                                           + libvirt_remote_table()})),
                      'firewalld_running': False, 'default_zone': None, 'zones': None},
         'bridges': {'br0': {'ports': ['eno2', 'vnet0', 'vnet1'], 'guest_ports': ['vnet0', 'vnet1'],
                             'nf_call': {'iptables': 0, 'ip6tables': 0, 'arptables': 0}}},
@@ -359,6 +376,16 @@ DEFECTS = [
     ('SVK-MIG-001', _conf('qemu_conf', QEMU_CONF.replace('migrate_tls_force = 1', '')), 'fail', 'migrate_tls_force not set'),
     ('SVK-MIG-001', _conf('qemu_conf', QEMU_CONF.replace('migrate_tls_x509_verify = 1', 'migrate_tls_x509_verify = 0')), 'fail',
      'migrate_tls_x509_verify = 0'),
+    ('SVK-TLS-007', _set(('firewall', 'nft'), ok(json.dumps({'nftables': qemu_tls_table()}))), 'fail',
+     'table inet secvirt_libvirt_remote is not loaded and no input chain drops port 16514'),
+    ('SVK-TLS-007', _set(('firewall', 'nft'), ok(json.dumps({'nftables': qemu_tls_table() + libvirt_remote_table((16509,))}))),
+     'fail', 'table inet secvirt_libvirt_remote has no input rule that drops port 16514 and no input chain drops port 16514'),
+    ('SVK-TLS-007', _set(('firewall', 'nft'), ok(json.dumps({'nftables': libvirt_remote_table()[:2] + [
+        nft_rule([dport(16514), {'accept': None}], table='secvirt_libvirt_remote')] + libvirt_remote_table()[2:]}))), 'fail',
+     'tcp dport { 16514 } accept from every source'),
+    ('SVK-TLS-007', _set(('firewall', 'nft'), None), 'fail', 'firewalld is not running and nft is not installed: nothing restricts port 16514'),
+    ('SVK-TLS-007', _set(('listeners',), {'tcp': TCP_HEADER + tcp_line('0100007F', 22), 'tcp6': None}), 'not_applicable',
+     'nothing listens on TCP port 16514'),
     ('SVK-MIG-002', _set(('firewall', 'nft'), ok('{"nftables": []}')), 'fail', 'is not loaded and no input chain drops the range'),
     ('SVK-MIG-002', _set(('firewall', 'nft'), None), 'fail', 'nft is not installed'),
     ('SVK-MIG-002', _set(('firewall', 'nft'), {'rc': 1, 'out': '', 'err': 'Operation not permitted'}), 'fail', 'Operation not permitted'),
@@ -616,6 +643,22 @@ def test_migration_firewall_with_firewalld(pki):
     facts['firewall']['zones'] = {'rc': 1, 'out': '', 'err': 'Authorization failed.'}
     assert run_one(facts, 'SVK-MIG-002') == ('fail', ['migration ports 49152-49215 (qemu.conf)',
                                                       'firewalld runs but firewall-cmd --list-all-zones failed: Authorization failed.'])
+
+
+def test_tls_port_firewall_with_firewalld(pki):
+    """SVK-TLS-007 reads firewalld's zones as SVK-MIG-002 does: libvirt_remote's
+    rich rule with a source passes, the port opened to every source fails."""
+    facts = hardened(pki)
+    zones = FIREWALLD_ZONES.replace('  rich rules:\n', '  rich rules:\n\trule family="ipv4" source address="10.0.0.0/24" '
+                                    'port port="16514" protocol="tcp" accept\n')
+    facts['firewall'] = {'nft': None, 'firewalld_running': True, 'default_zone': ok('public\n'), 'zones': ok(zones)}
+    assert run_one(facts, 'SVK-TLS-007') == ('pass', [
+        'TLS port listening on 0.0.0.0:16514, [::]:16514', 'firewalld is running (default zone public)',
+        'no zone that applies to every source opens port 16514',
+        'zone public services (ports not resolved): dhcpv6-client ssh', 'zone trusted applies to sources 192.0.2.0/24 only'])
+    facts['firewall']['zones'] = ok(zones.replace('ports: 5900-5903/tcp', 'ports: 5900-5903/tcp 16514/tcp'))
+    status, evidence = run_one(facts, 'SVK-TLS-007')
+    assert status == 'fail' and 'zone public opens port 16514/tcp to every source' in evidence, evidence
 
 
 def test_nft_rule_shapes():
