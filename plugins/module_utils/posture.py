@@ -51,6 +51,8 @@ DEFAULT_TLS_PORT = 16514
 TCP_PORT = 16509
 DEFAULT_IMAGE_DIRS = ('/var/lib/libvirt/images',)
 MIGRATION_PORTS = (49152, 49215)
+# libvirt's defaults of remote_display_port_min/max (qemu.conf)
+DISPLAY_PORTS = (5900, 65535)
 NFT_TABLE = ('inet', 'secvirt_qemu_tls')
 LIBVIRT_NFT_TABLE = ('inet', 'secvirt_libvirt_remote')
 
@@ -119,6 +121,8 @@ CATALOG = {
     'SVK-CON-001': ('consoles', 'high', 'VNC consoles require TLS with client certificates', [R_VNC], ('qemu_conf', 'guests')),
     'SVK-CON-002': ('consoles', 'high', 'SPICE consoles are served over TLS only', [R_SPICE], ('qemu_conf', 'guests')),
     'SVK-CON-003': ('consoles', 'medium', 'Consoles do not listen on a wildcard address', [R_VNC, R_SPICE], ('qemu_conf', 'guests')),
+    'SVK-CON-004': ('consoles', 'medium', 'The console port range is restricted by a firewall', [R_VNC, R_SPICE, R_TLS_FW],
+                    ('qemu_conf', 'firewall')),
     'SVK-MIG-001': ('migration', 'high', 'Migration is forced over TLS with peer certificate verification', [R_MIGRATION], ('qemu_conf',)),
     'SVK-MIG-002': ('migration', 'medium', 'The migration port range is restricted by a firewall', [R_MIGRATION, R_TLS_FW],
                     ('qemu_conf', 'firewall')),
@@ -1278,6 +1282,16 @@ def c_mig_002(facts, params):
     return status, evidence + found
 
 
+def c_con_004(facts, params):
+    conf, error = _qemu_conf(facts)
+    conf_values = conf or {}
+    wanted = (_as_int(conf_values.get('remote_display_port_min')) or DISPLAY_PORTS[0],
+              _as_int(conf_values.get('remote_display_port_max')) or DISPLAY_PORTS[1])
+    evidence = ['console ports %d-%d (%s)' % (wanted[0], wanted[1], 'qemu.conf' if conf is not None else error + ', defaults')]
+    status, found = firewall_restriction(facts, wanted, NFT_TABLE, 'the console range', 'the whole console range')
+    return status, evidence + found
+
+
 def c_tls_007(facts, params):
     port = params['tls_port']
     on_port = [entry for entry in listeners(facts) if entry['port'] == port]
@@ -1821,7 +1835,7 @@ def c_aud_003(facts, params):
 EVALUATORS = {
     'SVK-TLS-001': c_tls_001, 'SVK-TLS-002': c_tls_002, 'SVK-TLS-003': c_tls_003, 'SVK-TLS-004': c_tls_004,
     'SVK-TLS-005': c_tls_005, 'SVK-TLS-006': c_tls_006, 'SVK-TLS-007': c_tls_007,
-    'SVK-CON-001': c_con_001, 'SVK-CON-002': c_con_002, 'SVK-CON-003': c_con_003,
+    'SVK-CON-001': c_con_001, 'SVK-CON-002': c_con_002, 'SVK-CON-003': c_con_003, 'SVK-CON-004': c_con_004,
     'SVK-MIG-001': c_mig_001, 'SVK-MIG-002': c_mig_002,
     'SVK-NET-001': c_net_001, 'SVK-NET-002': c_net_002, 'SVK-NET-003': c_net_003,
     'SVK-CNF-001': c_cnf_001, 'SVK-CNF-002': c_cnf_002, 'SVK-CNF-003': c_cnf_003,

@@ -86,6 +86,8 @@ notes:
   - SVK-CON-001/002/003 - C(qemu.conf) (C(vnc_tls), C(vnc_tls_x509_verify) or C(default_tls_x509_verify),
     C(spice_tls), C(vnc_listen), C(spice_listen)) and what the running guests serve - the QEMU command line
     (C(/proc/<pid>/cmdline)), else the live XML, as C(secvirt.kvm.libvirt_graphics) reads them.
+  - SVK-CON-004 - the firewall as for SVK-MIG-002, for the console range (C(remote_display_port_min) and
+    C(remote_display_port_max) in C(qemu.conf), libvirt's defaults 5900-65535 when unset).
   - SVK-MIG-001 - C(migrate_tls_force) and C(migrate_tls_x509_verify) (or C(default_tls_x509_verify)) in
     C(qemu.conf).
   - SVK-MIG-002 - with firewalld running, no zone that applies to every source (the default zone, zones with

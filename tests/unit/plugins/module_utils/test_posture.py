@@ -88,6 +88,8 @@ migrate_tls_force = 1
 migrate_tls_x509_verify = 1
 migration_port_min = 49152
 migration_port_max = 49215
+remote_display_port_min = 5900
+remote_display_port_max = 5999
 '''
 
 
@@ -373,6 +375,14 @@ DEFECTS = [
     ('SVK-CON-003', _guest(1, live_xml=domain_xml('web01', UUID1, vnc_listen='::')), 'fail', 'guest web01: VNC console listens on ::'),
     ('SVK-CON-003', _conf('qemu_conf', 'vnc_tls = 1\n'), 'pass', 'vnc_listen not set (libvirt default "127.0.0.1")'),
     # migration
+    ('SVK-CON-004', _conf('qemu_conf', QEMU_CONF.replace('remote_display_port_max = 5999\n', '')), 'fail',
+     'table inet secvirt_qemu_tls has no input rule that drops the whole console range'),
+    ('SVK-CON-004', _conf('qemu_conf', QEMU_CONF.replace('remote_display_port_max = 5999\n', '')), 'fail',
+     'console ports 5900-65535 (qemu.conf)'),
+    ('SVK-CON-004', _set(('firewall', 'nft'), ok(json.dumps({'nftables': libvirt_remote_table()}))), 'fail',
+     'table inet secvirt_qemu_tls is not loaded and no input chain drops the console range'),
+    ('SVK-CON-004', _conf('qemu_conf', QEMU_CONF.replace('5999', '5950')), 'pass',
+     'table inet secvirt_qemu_tls chain input: tcp dport { 5900-5999 } drop'),
     ('SVK-MIG-001', _conf('qemu_conf', QEMU_CONF.replace('migrate_tls_force = 1', '')), 'fail', 'migrate_tls_force not set'),
     ('SVK-MIG-001', _conf('qemu_conf', QEMU_CONF.replace('migrate_tls_x509_verify = 1', 'migrate_tls_x509_verify = 0')), 'fail',
      'migrate_tls_x509_verify = 0'),
