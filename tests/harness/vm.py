@@ -72,9 +72,7 @@ KVM_CPU = "host,-arch-capabilities"          # appears in every qemu/hub command
 # benchmarks/tcg_cpu compares them; SECVIRT_TCG_CPU / SECVIRT_TCG_KERNEL_ARGS
 # override them (saved boots are keyed by both).
 TCG_CPU = os.environ.get("SECVIRT_TCG_CPU", "qemu64")
-# TCG threading per guest suite (see boot()): Debian 13's kernel died under
-# multi-threaded TCG, Debian 12's never has.
-TCG_ACCEL = {"bookworm": "tcg,thread=multi", "trixie": "tcg,thread=single"}
+TCG_ACCEL = "tcg,thread=single"  # see boot()
 TCG_KERNEL_ARGS = os.environ.get("SECVIRT_TCG_KERNEL_ARGS", "mitigations=off")
 LAB_NET = "10.254.0"
 DOMAIN = "secvirt.test"
@@ -353,23 +351,6 @@ def quiet_down(args):
             sys.stdout = saved
 
 
-def accelerator(image, suite):
-    """qemu's -accel for the VMs of `suite` booted from `image`."""
-    # TCG threading, by the guests' suite. With one host thread per vCPU
-    # (thread=multi) Debian 13's kernel (6.12) died now and then with "Oops:
-    # int3" in __schedule: it flips static keys by patching its own code
-    # through int3 breakpoints and syncing every CPU, and another vCPU thread
-    # still ran a translation of the half-patched code (CI runs on 2026-12-03
-    # and 2026-12-04: kvmpeer, then kvmhost with two vCPUs, right after
-    # nftables or libvirtd started). Single-threaded TCG runs the vCPUs of a
-    # VM in turn on one host thread, so none runs stale code; it is slower
-    # (docs/testing.md, "Whole-suite runs").
-    # Debian 12's kernel (6.1) ran every fresh-clone run and CI run of the
-    # suite multi-threaded without that oops, so its VMs keep thread=multi.
-    # The lanes' VMs share both cores of the machine (use_every_cpu).
-    return "kvm" if kvm_usable(image) else TCG_ACCEL[suite]
-
-
 def qemu_argv(plat, index, image, accel, cpu, overlay, data, port, segments, console, pidfile, qmp_sock):
     """qemu's command line for the VM of `plat` at position `index` (a boot,
     a resumed saved boot or a clone: the devices must be the same for all)."""
@@ -413,8 +394,7 @@ def boot(args):
     suites = {plat.get("suite", "bookworm") for plat in platforms}
     if len(suites) != 1 or not suites <= set(SUITES):
         die(f"platforms must share one suite of {', '.join(SUITES)}: {sorted(suites)}")
-    suite = suites.pop()
-    image = build_image(suite)
+    image = build_image(suites.pop())
     os.makedirs(args.state, exist_ok=True)
     if os.path.exists(os.path.join(args.state, "vms.json")):
         log("stale VMs found in the state directory: destroying them first")
@@ -423,7 +403,16 @@ def boot(args):
     identity = os.path.join(args.state, "id_ed25519")
     shutil.copy(os.path.join(image, "id_ed25519"), identity)
     os.chmod(identity, 0o600)
-    accel = accelerator(image, suite)
+    # Single-threaded TCG: every vCPU of a VM on one host thread, in turn.
+    # With one thread per vCPU (thread=multi) a guest kernel died now and
+    # then with "Oops: int3" in __schedule: the kernel flips static keys by
+    # patching its own code through int3 breakpoints and syncing every CPU,
+    # and another vCPU thread still ran a translation of the half-patched
+    # code (CI runs on 2026-12-03 and 2026-12-04: Debian 13 kvmpeer, then
+    # kvmhost with two vCPUs, right after nftables or libvirtd started).
+    # One thread runs the vCPUs in turn, so none runs stale code. The lanes'
+    # VMs still share both cores of the machine (use_every_cpu).
+    accel = "kvm" if kvm_usable(image) else TCG_ACCEL
     cpu = KVM_CPU if accel == "kvm" else TCG_CPU
     log(f"accelerator: {accel}")
 
