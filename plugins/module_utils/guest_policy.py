@@ -11,8 +11,9 @@ the check that refuses a guest start are the same code:
 * module_utils for secvirt.kvm.guest_policy (report and fix), and
 * the libvirt hook the role installs as /etc/libvirt/hooks/qemu.d/secvirt-guest-policy
   (enforce mode): libvirt runs it with ``<guest> prepare begin -`` and the
-  guest's XML on stdin before it starts a guest; a non-zero exit aborts the
-  start and libvirt's error carries what the hook printed on stderr.
+  guest's XML on stdin before it starts a guest's QEMU (a start, a restore,
+  an incoming migration); a non-zero exit aborts the start and libvirt's
+  error carries what the hook printed on stderr.
 
 So it imports nothing beyond the Python standard library. The policy is JSON
 (``normalize_policy`` checks it); the hook reads it from POLICY_FILE.

@@ -181,6 +181,38 @@ def test_hook_refuses_hand_defined_guests_that_violate_the_policy(guests):
         assert "shut off" in sh(VIRSH + " domstate %s", name)
 
 
+def test_hook_judges_a_restore_like_a_start(guests):
+    """A guest restored from a save file starts a new QEMU, and libvirt runs
+    the hook's prepare step for it as for a start: a save file whose
+    definition was edited into violation (virsh save-image-define, here
+    without its filter) does not come back."""
+    name, saved = "gp-saved", "/var/lib/libvirt/images/gp-saved.save"
+    guests.append(name)
+    nested_guests.define(HOST, name, disk=False, devices=FILTERED_NIC + "<graphics type='vnc' listen='127.0.0.1'/>")
+    try:
+        assert start(name).rc == 0
+        sh(VIRSH + " save %s %s", name, saved)
+        # positive control: the unedited save file restores
+        restored = HOST.run(VIRSH + " restore %s", saved)
+        assert restored.rc == 0, restored.stderr
+        assert "running" in sh(VIRSH + " domstate %s", name)
+        sh(VIRSH + " save %s %s", name, saved)
+        xml = sh(VIRSH + " save-image-dumpxml --security-info %s", saved)
+        edited = re.sub(r"<filterref[^>]*/>|<filterref.*?</filterref>", "", xml, flags=re.S)
+        assert edited != xml and "filterref" not in edited
+        sh("printf '%%s' %s > /root/gp-saved-edited.xml && " + VIRSH + " save-image-define %s /root/gp-saved-edited.xml",
+           edited, saved)
+        assert "filterref" not in sh(VIRSH + " save-image-dumpxml %s", saved)
+        refused = HOST.run(VIRSH + " restore %s", saved)
+        assert refused.rc != 0
+        assert "secvirt guest policy: refusing to start %s" % name in refused.stderr, refused.stderr
+        assert re.search(r"\[filter\] interface 52:54:00:[0-9a-f:]+ has no network filter \(policy: clean-traffic\)",
+                         refused.stderr), refused.stderr
+        assert "shut off" in sh(VIRSH + " domstate %s", name)
+    finally:
+        HOST.run("rm -f %s /root/gp-saved-edited.xml", saved)
+
+
 def test_removed_hook_lets_violations_start_and_the_next_run_says_so_and_puts_it_back(guests):
     guests.append("gp-unhooked")
     nested_guests.define(HOST, "gp-unhooked", disk=False, devices=backing_disk("gp-unhooked"))
@@ -230,11 +262,19 @@ def test_report_changes_nothing_then_check_mode_predicts_and_fix_brings_the_gues
     assert not HOST.file(HOOK).exists                          # report mode uninstalls the role's hook
     # with the hook gone the violating guest starts: fix must say it needs a restart
     assert start(drift).rc == 0
-    check = role_ok({"guest_policy_mode": "fix"}, args=["--check", "--diff"])
+    # fix, with bandwidth limits on this guest's interface as well
+    fix = {"guest_policy_mode": "fix",
+           "guest_policy_guests": dict(ROLE_VARS["guest_policy_guests"],
+                                       **{drift: {"limits": {"interface_inbound": {"average": 1000, "peak": 2000,
+                                                                                    "burst": 1024},
+                                                             "interface_outbound": {"average": 500}}}})}
+    check = role_ok(fix, args=["--check", "--diff"])
     assert recap_changed(check) > 0
     assert "guest gp-drift interface" in check and "clean-traffic" in check
     assert definition(drift) == before                         # check mode changed nothing
-    fixed = role_ok({"guest_policy_mode": "fix"})
+    tap = sh(VIRSH + " domiflist %s", drift).splitlines()[2].split()[0]
+    assert "htb" not in sh("tc qdisc show dev %s", tap)        # control: no shaping before the fix
+    fixed = role_ok(fix)
     assert "gp-drift keep running with their previous settings until they are restarted" in fixed
     after = definition(drift)
     assert "passwd=" not in after and "s3cretvn" not in after
@@ -242,7 +282,20 @@ def test_report_changes_nothing_then_check_mode_predicts_and_fix_brings_the_gues
     assert "<filterref filter='clean-traffic'" in after
     # the filter reached the running guest too (no restart needed for it)
     assert "clean-traffic" in sh(VIRSH + " dumpxml gp-drift")
-    again = role_ok({"guest_policy_mode": "fix"})
+    # the bandwidth: in the definition, and in force on the guest's tap (the
+    # kernel shapes what the guest receives with htb, polices what it sends)
+    assert re.search(r"<bandwidth>\s*<inbound average='1000' peak='2000' burst='1024'/>\s*"
+                     r"<outbound average='500'/>\s*</bandwidth>", after), after
+    tune = sh(VIRSH + " domiftune %s %s --live", drift, tap)
+    assert re.search(r"inbound.average\s*:\s*1000\b", tune) and re.search(r"outbound.average\s*:\s*500\b", tune), tune
+    qdiscs = sh("tc qdisc show dev %s", tap)
+    assert "qdisc htb 1: root" in qdiscs and "qdisc ingress ffff:" in qdiscs, qdiscs
+    # average 1000 KiB/s = 8192 kbit/s, peak twice that; iproute2 6.1 prints them rounded (8Mbit)
+    classes = sh("tc class show dev %s", tap)
+    assert re.search(r"class htb 1:1 .*rate (8192Kbit|8Mbit) ceil (16384Kbit|16Mbit)", classes), classes
+    police = sh("tc filter show dev %s parent ffff:", tap)
+    assert re.search(r"police .*rate (4096Kbit|4Mbit)", police), police
+    again = role_ok(fix)
     assert recap_changed(again) == 0
 
 
