@@ -263,11 +263,10 @@ def test_report_changes_nothing_then_check_mode_predicts_and_fix_brings_the_gues
     # with the hook gone the violating guest starts: fix must say it needs a restart
     assert start(drift).rc == 0
     # fix, with bandwidth limits on this guest's interface as well
+    bandwidth = {"interface_inbound": {"average": 1000, "peak": 2000, "burst": 1024},
+                 "interface_outbound": {"average": 500}}
     fix = {"guest_policy_mode": "fix",
-           "guest_policy_guests": dict(ROLE_VARS["guest_policy_guests"],
-                                       **{drift: {"limits": {"interface_inbound": {"average": 1000, "peak": 2000,
-                                                                                    "burst": 1024},
-                                                             "interface_outbound": {"average": 500}}}})}
+           "guest_policy_guests": dict(ROLE_VARS["guest_policy_guests"], **{drift: {"limits": bandwidth}})}
     check = role_ok(fix, args=["--check", "--diff"])
     assert recap_changed(check) > 0
     assert "guest gp-drift interface" in check and "clean-traffic" in check
