@@ -290,6 +290,11 @@ def _check_seclabel(dom, rules, out):
 DEFAULT_LISTEN = '(default listen address)'
 
 
+def default_listen(kind, qemu_conf_listen=None):
+    """Where a console without an address of its own listens."""
+    return (qemu_conf_listen or {}).get(kind) or '127.0.0.1'
+
+
 def graphics_listens(graphics):
     addresses = []
     for listen in graphics.findall('listen'):
@@ -319,7 +324,7 @@ def _graphics_problems(graphics, rules, qemu_conf_listen=None):
                       'read the XML): use TLS client certificates or SASL' % kind))
     for address in graphics_listens(graphics):
         if address == DEFAULT_LISTEN:
-            address = (qemu_conf_listen or {}).get(kind) or '127.0.0.1'
+            address = default_listen(kind, qemu_conf_listen)
         if address in WILDCARDS:
             found.append(('listen', '%s console listens on every address (%s)' % (kind, address)))
         elif address not in allowed:
@@ -488,8 +493,8 @@ def fix_graphics(xml_text, rules, qemu_conf_listen=None):
             graphics.attrib.pop('passwdValidTo', None)
             changes.append('%s console: passwd removed' % kind)
         if 'listen' in problems:
-            listens = [a if a != DEFAULT_LISTEN else 'the default listen address %s'
-                       % ((qemu_conf_listen or {}).get(kind) or '127.0.0.1') for a in graphics_listens(graphics)]
+            listens = [a if a != DEFAULT_LISTEN else 'the default listen address %s' % default_listen(kind, qemu_conf_listen)
+                       for a in graphics_listens(graphics)]
             for listen in graphics.findall('listen'):
                 graphics.remove(listen)
             graphics.set('listen', target)

@@ -826,9 +826,13 @@ def _parse_xml(text):
         return None
 
 
+def listening_on(facts, port):
+    return [entry for entry in listeners(facts) if entry['port'] == port]
+
+
 def c_tls_001(facts, params):
     port = params['tls_port']
-    on_port = [entry for entry in listeners(facts) if entry['port'] == port]
+    on_port = listening_on(facts, port)
     if not on_port:
         return 'fail', ['nothing listens on TCP port %d (/proc/net/tcp, /proc/net/tcp6)' % port]
     return 'pass', ['listening on %s (/proc/net/%s)' % (show_address(e['address'], e['port']), 'tcp6' if e['family'] == 'ipv6' else 'tcp')
@@ -1152,11 +1156,21 @@ def c_mig_001(facts, params):
     return ('pass' if _as_int(force) == 1 and verify == 1 else 'fail'), evidence
 
 
-def migration_range(conf):
+def port_range(conf, prefix, defaults):
+    """(low, high) of qemu.conf's <prefix>_min/<prefix>_max, libvirt's ``defaults`` where unset."""
     conf = conf or {}
-    low = _as_int(conf.get('migration_port_min')) or MIGRATION_PORTS[0]
-    high = _as_int(conf.get('migration_port_max')) or MIGRATION_PORTS[1]
-    return low, high
+    return (_as_int(conf.get(prefix + '_min')) or defaults[0], _as_int(conf.get(prefix + '_max')) or defaults[1])
+
+
+def _ports_restricted(facts, prefix, defaults, label, what, whole):
+    """A qemu.conf port range's firewall control (SVK-MIG-002, SVK-CON-004):
+    ``label`` names the range in the evidence, ``what``/``whole`` as for
+    firewall_restriction."""
+    conf, error = _qemu_conf(facts)
+    wanted = port_range(conf, prefix, defaults)
+    evidence = ['%s ports %d-%d (%s)' % (label, wanted[0], wanted[1], 'qemu.conf' if conf is not None else error + ', defaults')]
+    status, found = firewall_restriction(facts, wanted, NFT_TABLE, what, whole)
+    return status, evidence + found
 
 
 def firewalld_openings(zones, default_zone, wanted):
@@ -1275,26 +1289,17 @@ def firewall_restriction(facts, wanted, own_table, what, whole=None):
 
 
 def c_mig_002(facts, params):
-    conf, error = _qemu_conf(facts)
-    wanted = migration_range(conf)
-    evidence = ['migration ports %d-%d (%s)' % (wanted[0], wanted[1], 'qemu.conf' if conf is not None else error + ', defaults')]
-    status, found = firewall_restriction(facts, wanted, NFT_TABLE, 'the range', 'the whole range')
-    return status, evidence + found
+    return _ports_restricted(facts, 'migration_port', MIGRATION_PORTS, 'migration', 'the range', 'the whole range')
 
 
 def c_con_004(facts, params):
-    conf, error = _qemu_conf(facts)
-    conf_values = conf or {}
-    wanted = (_as_int(conf_values.get('remote_display_port_min')) or DISPLAY_PORTS[0],
-              _as_int(conf_values.get('remote_display_port_max')) or DISPLAY_PORTS[1])
-    evidence = ['console ports %d-%d (%s)' % (wanted[0], wanted[1], 'qemu.conf' if conf is not None else error + ', defaults')]
-    status, found = firewall_restriction(facts, wanted, NFT_TABLE, 'the console range', 'the whole console range')
-    return status, evidence + found
+    return _ports_restricted(facts, 'remote_display_port', DISPLAY_PORTS, 'console', 'the console range',
+                             'the whole console range')
 
 
 def c_tls_007(facts, params):
     port = params['tls_port']
-    on_port = [entry for entry in listeners(facts) if entry['port'] == port]
+    on_port = listening_on(facts, port)
     if not on_port:
         return 'not_applicable', ['nothing listens on TCP port %d: no TLS port to restrict' % port]
     evidence = ['TLS port listening on %s' % ', '.join(show_address(e['address'], e['port']) for e in on_port)]
