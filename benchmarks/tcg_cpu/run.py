@@ -20,16 +20,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VM = os.path.join(HERE, "..", "..", "tests", "harness", "vm.py")
-PLATFORM = '[{"name": "bench", "image": "virt", "memory_mb": 1536, "cpus": 2}]'
+PLATFORM = '[{"name": "bench", "image": "virt", "memory_mb": 1536, "cpus": %d}]'
 
 
-def measure(cpu, kernel_args):
+def measure(cpu, kernel_args, cpus=2):
     env = dict(os.environ, SECVIRT_ACCEL="tcg", SECVIRT_SNAPSHOTS="0", SECVIRT_TCG_CPU=cpu,
                SECVIRT_TCG_KERNEL_ARGS=kernel_args)
     state = tempfile.mkdtemp(prefix="secvirt-bench-")
     started = time.monotonic()
     try:
-        subprocess.run([sys.executable, VM, "up", "--state", state, "--platforms", PLATFORM], env=env,
+        subprocess.run([sys.executable, VM, "up", "--state", state, "--platforms", PLATFORM % cpus], env=env,
                        check=True, stdout=subprocess.DEVNULL)
         boot = time.monotonic() - started
         with open(os.path.join(HERE, "workload.sh"), "rb") as script:
@@ -48,11 +48,11 @@ def measure(cpu, kernel_args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="max:,max:mitigations=off,qemu64:mitigations=off",
-                        help="comma-separated cpu:kernel-args pairs; the first is the baseline")
+                        help="comma-separated cpu:kernel-args[:vcpus] (vcpus default 2); the first is the baseline")
     args = parser.parse_args()
-    configs = [tuple(c.split(":", 1)) for c in args.configs.split(",")]
-    results = [measure(cpu, kargs) for cpu, kargs in configs]
-    names = ["-cpu %s %s" % (cpu, kargs or "(stock cmdline)") for cpu, kargs in configs]
+    configs = [(c.split(":") + ["2"])[:3] for c in args.configs.split(",")]
+    results = [measure(cpu, kargs, int(cpus)) for cpu, kargs, cpus in configs]
+    names = ["-cpu %s -smp %s %s" % (cpu, cpus, kargs or "(stock cmdline)") for cpu, kargs, cpus in configs]
     print("%-60s" % "workload" + "".join("%34s" % n for n in names))
     for key in results[0]:
         base = results[0][key]

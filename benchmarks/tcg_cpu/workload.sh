@@ -10,3 +10,5 @@ t sh -c 'for i in $(seq 300); do /bin/true; done'
 t dd if=/dev/zero of=/dev/null bs=512 count=300000
 t python3 -c 'import hashlib; h=hashlib.sha256(); [h.update(b"x"*4096) for i in range(20000)]'
 t sh -c 'head -c 20000000 /dev/zero | openssl enc -aes-128-cbc -pass pass:x -pbkdf2 >/dev/null'
+t sh -c 'for j in 1 2; do python3 -c "sum(i*i for i in range(1500000))" & done; wait'
+t sh -c 'for j in 1 2 3 4; do (for i in $(seq 75); do /bin/true; done) & done; wait'
