@@ -142,17 +142,24 @@ def run_module(host, module, args=None, check=False, diff=False, timeout=900, ex
 def reboot(pattern, timeout=900, attempts=3, inventory=None):
     """Reboot the matching hosts with ansible.builtin.reboot; fail the test if any does not return.
 
-    A host whose reboot *command* failed never went down, so asking again
-    is safe: with a second scenario loading the 2 cores, `shutdown -r` on a
-    VM was seen to fail with "Failed to connect to bus: Broken pipe" (issue
-    22; its cause is not found yet). Any other failure fails at once.
+    The reboot command is ``systemctl reboot``, not the module's default
+    ``shutdown -r 0``: with a second scenario loading the 2 cores, shutdown
+    failed once with "Failed to connect to bus: Broken pipe" (issue 22).
+    shutdown needs dbus-daemon (it asks logind to schedule the shutdown), and
+    dbus-daemon closes a client that has not authenticated within the system
+    bus's auth_timeout, which a starved guest can exceed; shutdown then gives
+    up. systemctl reboot asks logind too but, when the bus fails, asks
+    systemd itself over its private socket (pki's test_harness.py proves
+    both on a clone whose dbus-daemon drops every client). A host whose
+    reboot command still failed never went down, so asking again is safe;
+    any other failure fails at once.
     """
     results = {}
     pending = pattern
     for attempt in range(attempts):
         batch = run_module_all(pending, "ansible.builtin.reboot",
-                               "reboot_timeout=%d post_reboot_delay=5" % timeout, timeout=timeout + 120,
-                               inventory=inventory)
+                               "reboot_command='systemctl reboot' reboot_timeout=%d post_reboot_delay=5" % timeout,
+                               timeout=timeout + 120, inventory=inventory)
         results.update(batch)
         retry = [host for host, result in batch.items()
                  if result["failed"] and "Reboot command failed" in str(result.get("msg", ""))]
