@@ -70,6 +70,7 @@ mapfile -t base < <(awk '$1=="base"{print $2}' "$here/packages.txt")
 mapfile -t cached < <(awk '$1=="cache"{print $2}' "$here/packages.txt")
 mapfile -t virt < <(awk '$1=="virt"{print $2}' "$here/packages.txt")
 mapfile -t station < <(awk '$1=="station"{print $2}' "$here/packages.txt")
+mapfile -t dormant < <(awk '$1=="dormant"{print $2}' "$here/packages.txt")
 
 echo "build-image: debootstrap $suite from $mirror" >&2
 debootstrap --variant=minbase \
@@ -202,6 +203,23 @@ echo "build-image: installing the virt set: ${virt[*]}" >&2
 enter
 in_root apt-get install -y -qq --no-install-recommends "${virt[@]}" >>"$work/apt.log" 2>&1 \
   || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+# The dormant set (packages.txt): installed, then switched off (every unit it
+# ships disabled). The build fails if D-Bus could still activate one of them.
+if [ "${#dormant[@]}" -gt 0 ]; then
+  echo "build-image: installing the dormant set: ${dormant[*]}" >&2
+  in_root apt-get install -y -qq "${dormant[@]}" >>"$work/apt.log" 2>&1 \
+    || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+  for pkg in "${dormant[@]}"; do
+    while read -r path; do
+      case $path in
+        /lib/systemd/system/*.service | /usr/lib/systemd/system/*.service) disable_units "${path##*/}" ;;
+        /usr/share/dbus-1/system-services/*.service)
+          echo "build-image: $pkg ships $path: D-Bus could activate it" >&2
+          exit 1 ;;
+      esac
+    done < <(in_root dpkg-query -L "$pkg")
+  done
+fi
 leave
 mkfs.ext4 -q -L root -d "$rootfs" "$out.tmp/disk-virt.raw" 6G
 cp "$here/packages.txt" "$out.tmp/packages.txt"

@@ -37,7 +37,28 @@ summary() {
   done <"$SECVIRT_TIMINGS"
   total=$(( $(date +%s) - suite_start ))
   printf '  %-28s %-14s %4dm%02ds\n' total "$1" $((total / 60)) $((total % 60))
+  step_table
   failure_excerpts
+}
+
+step_table() {
+  # Where each scenario's time went, by molecule step (tests/harness/steps.py):
+  # what converging and re-converging cost against the tests themselves.
+  local name steps line step secs
+  printf '\n\033[1mMolecule steps\033[0m (m:ss)\n'
+  printf '  %-22s %8s %8s %8s %8s %8s %8s\n' scenario syntax create converge idempot verify destroy
+  while IFS=$'\t' read -r name _ _; do
+    [[ $name == molecule:* ]] || continue
+    steps=$PWD/.cache/logs/steps-${name#molecule:}.tsv
+    [ -f "$steps" ] || continue
+    line=$(.venv/bin/python tests/harness/steps.py --durations "$steps")
+    printf '  %-22s' "${name#molecule:}"
+    for step in syntax create converge idempotence verify destroy; do
+      secs=$(sed -n "s/.*\b$step=\([0-9]*\).*/\1/p" <<<"$line")
+      if [ -n "$secs" ]; then printf ' %5d:%02d' $((secs / 60)) $((secs % 60)); else printf ' %8s' -; fi
+    done
+    printf '\n'
+  done <"$SECVIRT_TIMINGS"
 }
 
 failure_excerpts() {
@@ -118,10 +139,13 @@ lane() {
   fi
   while s=$(next_scenario) && [ -n "$s" ]; do
     printf '\033[1mlane %d: %s\033[0m\n' "$1" "$s" >&2
-    "$stage" "molecule:$s" .venv/bin/molecule test -s "$s" >"$logs/molecule-$s.log" 2>&1
-    rc=$?
+    # steps.py writes the log and the time each molecule step began
+    # (unbuffered, so a step's time is when molecule announced it)
+    PYTHONUNBUFFERED=1 "$stage" "molecule:$s" .venv/bin/molecule test -s "$s" 2>&1 |
+      .venv/bin/python tests/harness/steps.py "$logs/molecule-$s.log" "$logs/steps-$s.tsv"
+    rc=${PIPESTATUS[0]}
     { flock 9; cat "$logs/molecule-$s.log"; } 9>"$logs/.print-lock"
-    [ $rc = 0 ] || failed=1
+    [ "$rc" = 0 ] || failed=1
   done
   return $failed
 }
