@@ -83,6 +83,74 @@ def check_then_real(role, hosts, host, inventory, between, role_vars=None, timeo
     return runs[0], runs[1]
 
 
+def run_role_cases(role, hosts, host, cases, inventory=None, timeout=900):
+    """Run ``role`` with each entry of ``cases`` (a dict of role variables)
+    in **one** ansible-playbook run, for refusal tests that try many bad
+    inputs: each case includes the role in a block whose rescue lets the
+    next case run. One run pays once for what every run costs under TCG
+    (Ansible's start, mitogen's connection, the facts) instead of once per
+    input. The role itself runs as it does for an operator, argument
+    specification included (``include_role`` validates it too).
+
+    Returns, per case, ``{"failed": bool, "message": str, "changed": [task
+    names]}`` for ``host``: the message of the task that failed (its
+    ``msg``, then any argument error of a failed specification check that
+    the ``msg`` does not already hold, on one line) and the tasks that reported a change. The run itself must
+    succeed (every failure rescued).
+    """
+    tasks = []
+    for index, role_vars in enumerate(cases):
+        tasks.append({
+            "name": "secvirt case %d" % index,
+            "block": [{"name": "secvirt case %d: the role" % index,
+                       "ansible.builtin.include_role": {"name": "secvirt.kvm." + role},
+                       "vars": role_vars}],
+            "rescue": [{"name": "secvirt case %d: refused" % index,
+                        "ansible.builtin.debug": {"msg": "case %d refused" % index}}],
+        })
+    # JSON is YAML: the variables go in as they are, with no quoting to get wrong
+    playbook = [{"hosts": hosts, "gather_facts": True, "gather_subset": ["min", "network"], "tasks": tasks}]
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY") or None
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=ephemeral, delete=False) as handle:
+        json.dump(playbook, handle)
+    try:
+        proc = subprocess.run([_tool("ansible-playbook"), "-i", inventory or INVENTORY, handle.name],
+                              env=dict(os.environ, **JSON_OUTPUT), capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    finally:
+        os.unlink(handle.name)
+    assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-2000:])
+    return case_outcomes(json.loads(proc.stdout), host, len(cases))
+
+
+_CASE = re.compile(r"^secvirt case (\d+): ")
+
+
+def case_outcomes(result, host, count):
+    """The per-case outcomes of a ``run_role_cases`` run from the JSON
+    callback's document: a task belongs to the case whose include came last."""
+    outcomes = [{"failed": False, "message": "", "changed": []} for _case in range(count)]
+    current = None
+    for play in result["plays"]:
+        for task in play["tasks"]:
+            name = task["task"]["name"]
+            marker = _CASE.match(name)
+            if marker:
+                current = int(marker.group(1))
+                continue
+            outcome = task["hosts"].get(host)
+            if current is None or outcome is None:
+                continue
+            if outcome.get("changed"):
+                outcomes[current]["changed"].append(name.split(" : ", 1)[-1])
+            if outcome.get("failed"):
+                msg = str(outcome.get("msg", ""))
+                text = [msg] + [str(e) for e in outcome.get("argument_errors", []) if str(e) not in msg]
+                outcomes[current]["failed"] = True
+                outcomes[current]["message"] = " ".join(" ".join(text).split())
+    return outcomes
+
+
 _HEAD = re.compile(r"^(\S+) \| ([A-Z]+!?) => ", re.M)
 
 

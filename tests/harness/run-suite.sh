@@ -17,16 +17,16 @@ summary() {
   .venv/bin/python tests/harness/vm.py reap >/dev/null 2>&1 || true
   printf '\n\033[1mStage timings\033[0m\n'
   printf '  %-28s %-14s %7s %6s %8s\n' stage status time tasks s/task
-  local name status secs tasks log
+  local name status secs tasks
   while IFS=$'\t' read -r name status secs; do
     tasks=""
-    log=$PWD/.cache/logs/molecule-${name#molecule:}.log
-    # Every task Ansible printed in the scenario's log (converge,
-    # idempotence, the verifier's fixture plays), so a scenario that grows
-    # shows its cost. Molecule indents the playbook output ("  │ TASK [");
-    # the role runs inside pytest tests are captured by pytest, not counted.
-    if [[ $name == molecule:* && -f $log ]]; then
-      tasks=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -cE '^[[:space:]│]*TASK \[' || true)
+    # Task executions (one per task and host) over every Ansible run of the
+    # scenario: converge, idempotence, the verifier's fixture plays and the
+    # role runs inside the tests (molecule/_harness/callback_plugins/
+    # secvirt_runs.py records each run), so a scenario that grows shows its
+    # cost.
+    if [[ $name == molecule:* ]]; then
+      tasks=$(.venv/bin/python tests/harness/steps.py --executions "$PWD/.cache/logs/ansible-${name#molecule:}.tsv")
     fi
     if [ -n "$tasks" ] && [ "$tasks" -gt 0 ]; then
       printf '  %-28s %-14s %4dm%02ds %6d %8.1f\n' "$name" "$status" $((secs / 60)) $((secs % 60)) "$tasks" \
@@ -43,21 +43,17 @@ summary() {
 
 step_table() {
   # Where each scenario's time went, by molecule step (tests/harness/steps.py):
-  # what converging and re-converging cost against the tests themselves.
-  local name steps line step secs
-  printf '\n\033[1mMolecule steps\033[0m (m:ss)\n'
-  printf '  %-22s %8s %8s %8s %8s %8s %8s\n' scenario syntax create converge idempot verify destroy
+  # what converging and re-converging cost against the tests themselves, and
+  # how much of verify the Ansible runs inside the tests took.
+  local name
+  printf '\n\033[1mMolecule steps\033[0m (m:ss), and the Ansible runs inside verify\n'
+  printf '  %-22s %8s %8s %8s %8s %8s %8s %6s %7s %8s\n' scenario syntax create converge idempot verify destroy \
+    runs tasks ansible
   while IFS=$'\t' read -r name _ _; do
     [[ $name == molecule:* ]] || continue
-    steps=$PWD/.cache/logs/steps-${name#molecule:}.tsv
-    [ -f "$steps" ] || continue
-    line=$(.venv/bin/python tests/harness/steps.py --durations "$steps")
-    printf '  %-22s' "${name#molecule:}"
-    for step in syntax create converge idempotence verify destroy; do
-      secs=$(sed -n "s/.*\b$step=\([0-9]*\).*/\1/p" <<<"$line")
-      if [ -n "$secs" ]; then printf ' %5d:%02d' $((secs / 60)) $((secs % 60)); else printf ' %8s' -; fi
-    done
-    printf '\n'
+    [ -f "$PWD/.cache/logs/steps-${name#molecule:}.tsv" ] || continue
+    printf '  %s\n' "$(.venv/bin/python tests/harness/steps.py --row "${name#molecule:}" \
+      "$PWD/.cache/logs/steps-${name#molecule:}.tsv" "$PWD/.cache/logs/ansible-${name#molecule:}.tsv")"
   done <"$SECVIRT_TIMINGS"
 }
 
@@ -141,7 +137,11 @@ lane() {
     printf '\033[1mlane %d: %s\033[0m\n' "$1" "$s" >&2
     # steps.py writes the log and the time each molecule step began
     # (unbuffered, so a step's time is when molecule announced it)
-    PYTHONUNBUFFERED=1 "$stage" "molecule:$s" .venv/bin/molecule test -s "$s" 2>&1 |
+    # SECVIRT_ANSIBLE_RUNS: where every Ansible run of the scenario records
+    # its time and tasks (.config/molecule/config.yml enables the callback)
+    rm -f "$logs/ansible-$s.tsv"
+    SECVIRT_ANSIBLE_RUNS=$logs/ansible-$s.tsv PYTHONUNBUFFERED=1 \
+      "$stage" "molecule:$s" .venv/bin/molecule test -s "$s" 2>&1 |
       .venv/bin/python tests/harness/steps.py "$logs/molecule-$s.log" "$logs/steps-$s.tsv"
     rc=${PIPESTATUS[0]}
     { flock 9; cat "$logs/molecule-$s.log"; } 9>"$logs/.print-lock"

@@ -9,6 +9,19 @@ appended to STEPS (tab-separated, one line per step, the first announcement
 only); at the end of the input an "end" line closes the last step. The
 suite's closing table (run-suite.sh) reads STEPS to show where each
 scenario's time goes: create, converge, idempotence, verify.
+
+Usage: python3 steps.py --row NAME STEPS RUNS
+
+prints the scenario's row of that table: each step's time, then the
+Ansible runs that began during verify (the role runs inside the tests),
+their task executions and the time spent inside them. RUNS is the file
+molecule/_harness/callback_plugins/secvirt_runs.py wrote (one line per
+ansible-playbook or ansible process); a missing file shows as "-".
+
+Usage: python3 steps.py --executions RUNS
+
+prints the scenario's task executions (one per task and host) over all its
+Ansible runs, converge and tests together.
 """
 import re
 import sys
@@ -47,10 +60,59 @@ def durations(lines):
     return list(total.items())
 
 
+STEPS = ("syntax", "create", "converge", "idempotence", "verify", "destroy")
+
+
+def runs(lines):
+    """[(start, end, tasks, executions, what)] from the RUNS lines (a line
+    cut short by a run that was killed is skipped)."""
+    parsed = []
+    for line in lines:
+        fields = line.split("\t")
+        if len(fields) == 5 and all(f.isdigit() for f in fields[:4]):
+            parsed.append((int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]), fields[4]))
+    return parsed
+
+
+def in_step(step_lines, run_list, wanted):
+    """(runs, executions, seconds) of the runs that began during the step
+    ``wanted`` (each time molecule ran it)."""
+    marks = [(name, int(stamp)) for name, stamp in (line.split("\t") for line in step_lines if "\t" in line)]
+    windows = [(start, end) for (name, start), (_, end) in zip(marks, marks[1:]) if name == wanted]
+    chosen = [run for run in run_list if any(start <= run[0] < end for start, end in windows)]
+    return len(chosen), sum(run[3] for run in chosen), sum(run[1] - run[0] for run in chosen)
+
+
+def clock(secs):
+    return "%d:%02d" % (secs // 60, secs % 60)
+
+
+def row(name, step_lines, run_lines):
+    """The closing table's row for one scenario (run_lines None: no RUNS file)."""
+    took = dict(durations(step_lines))
+    cells = ["%-22s" % name] + ["%8s" % (clock(took[step]) if step in took else "-") for step in STEPS]
+    if run_lines is None:
+        cells += ["%6s %7s %8s" % ("-", "-", "-")]
+    else:
+        count, executions, seconds = in_step(step_lines, runs(run_lines), "verify")
+        cells += ["%6d %7d %8s" % (count, executions, clock(seconds))]
+    return " ".join(cells)
+
+
+def _lines(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        return None
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--durations":
-        with open(sys.argv[2], encoding="utf-8") as handle:
-            print(" ".join("%s=%d" % item for item in durations(handle.read().splitlines())))
+    if len(sys.argv) == 5 and sys.argv[1] == "--row":
+        print(row(sys.argv[2], _lines(sys.argv[3]) or [], _lines(sys.argv[4])))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--executions":
+        found = _lines(sys.argv[2])
+        print("" if found is None else sum(run[3] for run in runs(found)))
     elif len(sys.argv) == 3:
         sys.stdin.reconfigure(errors="replace")
         main(sys.argv[1], sys.argv[2])

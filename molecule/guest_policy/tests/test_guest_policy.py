@@ -399,9 +399,17 @@ def test_bad_policy_fails_before_any_change():
     before = state()
     # positive control: the converged policy passes and changes nothing
     assert recap_changed(role_ok(args=["--check"])) == 0
-    for extra, reason in BAD_POLICIES:
-        proc, out = role(extra)
-        assert proc.returncode != 0, extra
-        assert re.search(reason, out), (extra, out[-3000:])
-        assert recap_changed(out) == 0, extra
-        assert state() == before, extra
+    # every bad policy in one ansible-playbook run, each refused on its own
+    # (ansible_cli.run_role_cases); one of them also as a run of its own,
+    # which must fail the play as an operator's run would
+    outcomes = ansible_cli.run_role_cases("guest_policy", HOST_NAME, HOST_NAME,
+                                          [dict(ROLE_VARS, **extra) for extra, _reason in BAD_POLICIES])
+    for (extra, reason), outcome in zip(BAD_POLICIES, outcomes):
+        assert outcome["failed"], (extra, outcome)
+        assert re.search(reason, outcome["message"]), (extra, outcome)
+        assert outcome["changed"] == [], (extra, outcome)
+    extra, reason = BAD_POLICIES[0]
+    proc, out = role(extra)
+    assert proc.returncode != 0 and re.search(reason, out), out[-3000:]
+    assert recap_changed(out) == 0
+    assert state() == before

@@ -1,10 +1,13 @@
-"""The scenario tests' ssh retry (molecule/_harness/ansible_cli.py), on a fake ssh.
+"""molecule/_harness/ansible_cli.py: the scenario tests' ssh retry, on a fake
+ssh, and the batched refusal runs, on this machine.
 
 No VM here: testinfra's ssh backend runs a local stand-in for ssh that fails
-the way a dropped ControlMaster does, then answers.
+the way a dropped ControlMaster does, then answers; run_role_cases runs a
+real role over a local connection with inputs it refuses before any change.
 """
 import importlib.util
 import os
+import sys
 
 import pytest
 from testinfra.backend import ssh
@@ -53,3 +56,35 @@ def test_retries_are_bounded(monkeypatch):
     with pytest.raises(RuntimeError):
         host.run("true")
     assert len(calls) == 3
+
+
+def test_role_cases_are_refused_one_by_one_in_one_run(tmp_path):
+    """run_role_cases with the real guest_policy role on this machine (local
+    connection): inputs its argument specification and its validation refuse
+    before any task touches the host, each refused on its own with its own
+    message, the run itself successful."""
+    inventory = tmp_path / "hosts"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    cases = [{"guest_policy_mode": "audit"}, {"guest_policy_guests": "web1"}, {"guest_policy_acl": "alice"}]
+    outcomes = ansible_cli.run_role_cases("guest_policy", "localhost", "localhost", cases, inventory=str(inventory))
+    assert [o["failed"] for o in outcomes] == [True, True, True]
+    # each case is judged by its own failure, not by the previous case's
+    assert "guest_policy_mode" in outcomes[0]["message"] and "report, fix, enforce" in outcomes[0]["message"]
+    assert "guest_policy_guests" in outcomes[1]["message"] and "guest_policy_mode" not in outcomes[1]["message"]
+    assert "guest_policy_acl" in outcomes[2]["message"] and "guest_policy_guests" not in outcomes[2]["message"]
+    assert all(o["changed"] == [] for o in outcomes)
+
+
+def test_case_outcomes_attribute_each_task_to_the_last_case_marker():
+    document = {"plays": [{"tasks": [
+        {"task": {"name": "Gathering Facts"}, "hosts": {"h": {}}},
+        {"task": {"name": "secvirt case 0: the role"}, "hosts": {"h": {}}},
+        {"task": {"name": "r : Write the file"}, "hosts": {"h": {"changed": True}, "other": {"failed": True}}},
+        {"task": {"name": "secvirt case 1: the role"}, "hosts": {"h": {}}},
+        {"task": {"name": "r : Check the input"},
+         "hosts": {"h": {"failed": True, "msg": "bad\n  input", "argument_errors": ["x: wrong"]}}},
+        {"task": {"name": "secvirt case 1: refused"}, "hosts": {"h": {}}},
+    ]}]}
+    assert ansible_cli.case_outcomes(document, "h", 2) == [
+        {"failed": False, "message": "", "changed": ["Write the file"]},
+        {"failed": True, "message": "bad input x: wrong", "changed": []}]

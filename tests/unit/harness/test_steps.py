@@ -34,11 +34,92 @@ def test_the_log_is_the_input_and_each_step_is_marked_once(tmp_path):
     assert names == ["destroy", "syntax", "create", "converge", "idempotence", "verify", "destroy", "end"]
 
 
-def test_durations_run_to_the_next_step_and_sum_a_repeated_one():
+def _module():
     spec = importlib.util.spec_from_file_location("secvirt_steps", STEPS)
     steps = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(steps)
-    lines = ["destroy\t100", "syntax\t103", "create\t110", "converge\t150", "idempotence\t400",
-             "verify\t460", "destroy\t1000", "end\t1004"]
-    assert steps.durations(lines) == [("destroy", 7), ("syntax", 7), ("create", 40), ("converge", 250),
-                                      ("idempotence", 60), ("verify", 540)]
+    return steps
+
+
+STEP_LINES = ["destroy\t100", "syntax\t103", "create\t110", "converge\t150", "idempotence\t400",
+              "verify\t460", "destroy\t1000", "end\t1004"]
+# what secvirt_runs.py wrote: converge, idempotence, three runs in verify
+# (one of them ad hoc), destroy's playbook, and a line cut short
+RUN_LINES = ["151\t390\t80\t160\tconverge.yml", "401\t455\t80\t160\tconverge.yml",
+             "470\t530\t40\t41\ttmpab12.yml", "600\t606\t1\t2\tadhoc:ansible.builtin.command",
+             "700\t790\t60\t61\tsite.yml", "1001\t1003\t2\t2\tdestroy.yml", "1010\t10"]
+
+
+def test_durations_run_to_the_next_step_and_sum_a_repeated_one():
+    assert _module().durations(STEP_LINES) == [("destroy", 7), ("syntax", 7), ("create", 40), ("converge", 250),
+                                               ("idempotence", 60), ("verify", 540)]
+
+
+def test_runs_are_counted_in_the_step_they_began_in():
+    steps = _module()
+    runs = steps.runs(RUN_LINES)
+    assert len(runs) == 6  # the cut line is skipped
+    assert steps.in_step(STEP_LINES, runs, "verify") == (3, 104, 60 + 6 + 90)
+    assert steps.in_step(STEP_LINES, runs, "converge") == (1, 160, 239)
+    assert steps.in_step(STEP_LINES, runs, "destroy") == (1, 2, 2)
+
+
+def test_row_and_executions_from_the_command_line(tmp_path):
+    step_file, run_file = tmp_path / "steps.tsv", tmp_path / "runs.tsv"
+    step_file.write_text("\n".join(STEP_LINES) + "\n")
+    run_file.write_text("\n".join(RUN_LINES) + "\n")
+
+    def cli(*argv):
+        proc = subprocess.run([sys.executable, STEPS] + [str(a) for a in argv], capture_output=True, text=True,
+                              check=True)
+        return proc.stdout.strip()
+
+    assert cli("--executions", run_file) == str(160 + 160 + 41 + 2 + 61 + 2)
+    assert cli("--row", "audit", step_file, run_file).split() == [
+        "audit", "0:07", "0:40", "4:10", "1:00", "9:00", "0:07", "3", "104", "2:36"]
+    # no runs file (a scenario that died before its first run): dashes, no error
+    assert cli("--executions", tmp_path / "none.tsv") == ""
+    assert cli("--row", "audit", step_file, tmp_path / "none.tsv").split()[-3:] == ["-", "-", "-"]
+
+
+CALLBACKS = os.path.join(HERE, "..", "..", "..", "molecule", "_harness", "callback_plugins")
+
+
+def test_the_callback_records_each_run_with_its_tasks_and_executions(tmp_path):
+    """secvirt_runs.py, loaded as molecule's configuration loads it, on real
+    ansible-playbook and ansible runs against localhost."""
+    record = tmp_path / "runs.tsv"
+    playbook = tmp_path / "play.yml"
+    # two hosts (both local): each task executes once per host; a loop is
+    # one execution, a skipped task counts, and so does the failed one that
+    # ends the run
+    playbook.write_text("""- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.debug: {msg: "{{ item }}"}
+      loop: [1, 2, 3]
+    - ansible.builtin.debug: {msg: skipped}
+      when: false
+    - ansible.builtin.fail: {msg: stop}
+    - ansible.builtin.debug: {msg: never}
+""")
+    env = dict(os.environ, SECVIRT_ANSIBLE_RUNS=str(record), ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
+               ANSIBLE_CALLBACKS_ENABLED="secvirt_runs", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    bindir = os.path.dirname(sys.executable)
+    inventory = "one,two,"
+    common = ["-i", inventory, "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable]
+    play = subprocess.run([os.path.join(bindir, "ansible-playbook"), str(playbook)] + common,
+                          env=env, capture_output=True, text=True, check=False)
+    assert play.returncode == 2, play.stdout[-2000:]
+    adhoc = subprocess.run([os.path.join(bindir, "ansible"), "one"] + common + ["-m", "ansible.builtin.ping"],
+                           env=env, capture_output=True, text=True, check=False)
+    assert adhoc.returncode == 0, adhoc.stdout[-2000:]
+    lines = [line.split("\t") for line in record.read_text().splitlines()]
+    assert [fields[2:] for fields in lines] == [["3", "6", "play.yml"], ["1", "1", "adhoc:ansible.builtin.ping"]]
+    for fields in lines:
+        assert int(fields[0]) <= int(fields[1])
+    # without the variable the callback writes nothing
+    del env["SECVIRT_ANSIBLE_RUNS"]
+    subprocess.run([os.path.join(bindir, "ansible"), "one"] + common + ["-m", "ansible.builtin.ping"],
+                   env=env, capture_output=True, check=False)
+    assert len(record.read_text().splitlines()) == 2
