@@ -38,7 +38,18 @@ summary() {
   total=$(( $(date +%s) - suite_start ))
   printf '  %-28s %-14s %4dm%02ds\n' total "$1" $((total / 60)) $((total % 60))
   step_table
+  task_table
   failure_excerpts
+}
+
+task_table() {
+  # The tasks the scenarios' Ansible runs spent their time on, summed over
+  # every run of every scenario (secvirt_runs.py's -tasks.tsv files): what
+  # to make cheaper next, by task and by module.
+  local files=("$PWD"/.cache/logs/ansible-*-tasks.tsv)
+  [ -f "${files[0]}" ] || return 0
+  printf '\n\033[1mCostliest Ansible tasks\033[0m (every scenario, converge to verify)\n'
+  .venv/bin/python tests/harness/steps.py --top-tasks 12 "${files[@]}" | sed 's/^/  /'
 }
 
 step_table() {
@@ -139,7 +150,7 @@ lane() {
     # (unbuffered, so a step's time is when molecule announced it)
     # SECVIRT_ANSIBLE_RUNS: where every Ansible run of the scenario records
     # its time and tasks (.config/molecule/config.yml enables the callback)
-    rm -f "$logs/ansible-$s.tsv"
+    rm -f "$logs/ansible-$s.tsv" "$logs/ansible-$s-tasks.tsv"
     SECVIRT_ANSIBLE_RUNS=$logs/ansible-$s.tsv PYTHONUNBUFFERED=1 \
       "$stage" "molecule:$s" .venv/bin/molecule test -s "$s" 2>&1 |
       .venv/bin/python tests/harness/steps.py "$logs/molecule-$s.log" "$logs/steps-$s.tsv"

@@ -22,6 +22,12 @@ Usage: python3 steps.py --executions RUNS
 
 prints the scenario's task executions (one per task and host) over all its
 Ansible runs, converge and tests together.
+
+Usage: python3 steps.py --top-tasks N TASKS...
+
+prints the N tasks that cost the most time over the given -tasks.tsv files
+(every scenario's, written beside RUNS), by task name and by module, with
+how many times each ran: where the suite's Ansible time goes.
 """
 import re
 import sys
@@ -107,8 +113,36 @@ def _lines(path):
         return None
 
 
+def top_tasks(lines, count):
+    """The table of the ``count`` costliest task names and modules."""
+    by_name, by_action, total = {}, {}, 0.0
+    for line in lines:
+        fields = line.split("\t")
+        if len(fields) != 4:
+            continue
+        try:
+            seconds = float(fields[1])
+        except ValueError:
+            continue
+        total += seconds
+        for table, key in ((by_name, fields[3]), (by_action, fields[2])):
+            spent, runs = table.get(key, (0.0, 0))
+            table[key] = (spent + seconds, runs + 1)
+    out = ["%8s %6s %6s  %s" % ("seconds", "share", "times", "task (all scenarios: %d s in Ansible tasks)" % total)]
+    for table in (by_name, by_action):
+        for key, (spent, runs) in sorted(table.items(), key=lambda item: -item[1][0])[:count]:
+            out.append("%8d %5.1f%% %6d  %s" % (spent, 100 * spent / total if total else 0, runs, key[:90]))
+        out.append("")
+    return "\n".join(out).rstrip("\n")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--row":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--top-tasks":
+        collected = []
+        for path in sys.argv[3:]:
+            collected += _lines(path) or []
+        print(top_tasks(collected, int(sys.argv[2])))
+    elif len(sys.argv) == 5 and sys.argv[1] == "--row":
         print(row(sys.argv[2], _lines(sys.argv[3]) or [], _lines(sys.argv[4])))
     elif len(sys.argv) == 3 and sys.argv[1] == "--executions":
         found = _lines(sys.argv[2])

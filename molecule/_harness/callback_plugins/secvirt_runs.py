@@ -12,8 +12,17 @@ run appends one tab-separated line at its end::
 
 start and end are Unix times, tasks the tasks started (once per task, as
 the output shows a TASK header), executions the task results (one per task
-and host), what the playbook's file name or the ad-hoc module. Without the
-variable it does nothing.
+and host), what the playbook's file name or the ad-hoc module. Beside it,
+in the file of the same name ending in ``-tasks.tsv``, each task of the run
+gets a line::
+
+    start  seconds  action  name
+
+start being the run's, seconds the time from the task's start to the next
+task's (or the run's end): what the task cost the run, on every host
+together, with Ansible's own work between tasks. Summed by action or name
+over a whole suite, these show which tasks the suite's time goes to.
+Without the variable it does nothing.
 """
 from __future__ import absolute_import, division, print_function
 
@@ -48,6 +57,7 @@ class CallbackModule(CallbackBase):
         self._tasks = 0
         self._executions = 0
         self._what = ""
+        self._marks = []
 
     def v2_playbook_on_start(self, playbook):
         # start stays when the callback was loaded, at the process's start:
@@ -55,13 +65,17 @@ class CallbackModule(CallbackBase):
         name = os.path.basename(getattr(playbook, "_file_name", "") or "")
         self._what = "" if name.startswith("__adhoc") else name
 
-    def v2_playbook_on_task_start(self, task, is_conditional):
+    def _mark(self, task):
         self._tasks += 1
+        self._marks.append((time.time(), task.action, task.get_name()))
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._mark(task)
         if not self._what:
             self._what = "adhoc:%s" % task.action
 
     def v2_playbook_on_handler_task_start(self, task):
-        self._tasks += 1
+        self._mark(task)
 
     def _executed(self, *_args, **_kwargs):
         self._executions += 1
@@ -74,9 +88,16 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats):
         if not self._path:
             return
-        line = "%d\t%d\t%d\t%d\t%s\n" % (self._start, time.time(), self._tasks, self._executions,
+        end = time.time()
+        line = "%d\t%d\t%d\t%d\t%s\n" % (self._start, end, self._tasks, self._executions,
                                          self._what.replace("\t", " ") or "-")
         # one write of one short line to a file opened for appending: the
         # lines of runs that end at the same time never interleave
         with open(self._path, "a", encoding="utf-8") as handle:
             handle.write(line)
+        ends = [mark[0] for mark in self._marks[1:]] + [end]
+        tasks = "".join("%d\t%.1f\t%s\t%s\n" % (self._start, stop - began, action, " ".join(str(name).split()))
+                        for (began, action, name), stop in zip(self._marks, ends))
+        base = self._path[:-4] if self._path.endswith(".tsv") else self._path
+        with open(base + "-tasks.tsv", "a", encoding="utf-8") as handle:
+            handle.write(tasks)

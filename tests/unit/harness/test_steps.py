@@ -82,6 +82,20 @@ def test_row_and_executions_from_the_command_line(tmp_path):
     assert cli("--row", "audit", step_file, tmp_path / "none.tsv").split()[-3:] == ["-", "-", "-"]
 
 
+def test_top_tasks_sum_by_name_and_by_module():
+    lines = ["1\t10.0\tsecvirt.kvm.deb_packages\tpki : Install openssl",
+             "2\t5.5\tsecvirt.kvm.deb_packages\tpki : Install openssl",
+             "2\t4.5\tansible.builtin.template\tpki : Write the config",
+             "3\t20.0\tgather_facts\tGathering Facts", "cut\tshort"]
+    table = _module().top_tasks(lines, 2).splitlines()
+    assert "40 s in Ansible tasks" in table[0]
+    assert table[1].split() == ["20", "50.0%", "1", "Gathering", "Facts"]
+    assert table[2].split() == ["15", "38.8%", "2", "pki", ":", "Install", "openssl"]
+    assert table[3] == ""
+    assert table[4].split() == ["20", "50.0%", "1", "gather_facts"]
+    assert table[5].split() == ["15", "38.8%", "2", "secvirt.kvm.deb_packages"]
+
+
 CALLBACKS = os.path.join(HERE, "..", "..", "..", "molecule", "_harness", "callback_plugins")
 
 
@@ -118,8 +132,18 @@ def test_the_callback_records_each_run_with_its_tasks_and_executions(tmp_path):
     assert [fields[2:] for fields in lines] == [["3", "6", "play.yml"], ["1", "1", "adhoc:ansible.builtin.ping"]]
     for fields in lines:
         assert int(fields[0]) <= int(fields[1])
+    # each task's cost, with the start of the run it belongs to
+    tasks = [line.split("\t") for line in (tmp_path / "runs-tasks.tsv").read_text().splitlines()]
+    assert [(t[0], t[2], t[3]) for t in tasks] == [
+        (lines[0][0], "ansible.builtin.debug", "ansible.builtin.debug"),
+        (lines[0][0], "ansible.builtin.debug", "ansible.builtin.debug"),
+        (lines[0][0], "ansible.builtin.fail", "ansible.builtin.fail"),
+        (lines[1][0], "ansible.builtin.ping", "ansible.builtin.ping")]
+    assert all(float(t[1]) >= 0 for t in tasks)
+    assert sum(float(t[1]) for t in tasks[:3]) <= int(lines[0][1]) - int(lines[0][0]) + 1
     # without the variable the callback writes nothing
     del env["SECVIRT_ANSIBLE_RUNS"]
     subprocess.run([os.path.join(bindir, "ansible"), "one"] + common + ["-m", "ansible.builtin.ping"],
                    env=env, capture_output=True, check=False)
     assert len(record.read_text().splitlines()) == 2
+    assert len((tmp_path / "runs-tasks.tsv").read_text().splitlines()) == 4
