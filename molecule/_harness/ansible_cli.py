@@ -95,8 +95,8 @@ def run_role_cases(role, hosts, host, cases, inventory=None, timeout=900):
     Returns, per case, ``{"failed": bool, "message": str, "changed": [task
     names]}`` for ``host``: the message of the task that failed (its
     ``msg``, then any argument error of a failed specification check that
-    the ``msg`` does not already hold, on one line) and the tasks that reported a change. The run itself must
-    succeed (every failure rescued).
+    the ``msg`` does not already hold, on one line) and the tasks that
+    reported a change. The run itself must succeed (every failure rescued).
     """
     tasks = []
     for index, role_vars in enumerate(cases):
