@@ -39,14 +39,21 @@ def run_role(role, hosts, role_vars=None, extra_vars=None, env=None, timeout=900
     Returns the CompletedProcess; ansible-core 2.19 prints task errors on
     stderr, so a test that reads the errors reads both streams.
     """
-    playbook = "- hosts: %s\n  gather_facts: true\n  gather_subset: [min, network]\n  roles:\n    - role: secvirt.kvm.%s\n      vars: %s\n" % (
-        hosts, role, json.dumps(role_vars or {}))
+    return _run_play({"roles": [{"role": "secvirt.kvm." + role, "vars": role_vars or {}}]}, hosts, inventory, args,
+                     extra_vars, env, timeout)
+
+
+def _run_play(body, hosts, inventory, args=(), extra_vars=None, env=None, timeout=900):
+    """ansible-playbook on one play over ``hosts`` with the facts site.yml
+    gathers, ``body`` being the play's roles or tasks; the CompletedProcess."""
+    play = dict({"hosts": hosts, "gather_facts": True, "gather_subset": ["min", "network"]}, **body)
     # outside the checkout: the suite lints and builds the collection while
     # other scenarios' tests run, and a playbook appearing and vanishing in
     # molecule/<scenario>/ would be linted or packed half-way
     ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY") or None
     with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=ephemeral, delete=False) as handle:
-        handle.write(playbook)
+        # JSON is YAML: the variables go in as they are, with no quoting to get wrong
+        json.dump([play], handle)
     cmd = [_tool("ansible-playbook"), "-i", inventory or INVENTORY, handle.name] + list(args)
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
@@ -108,17 +115,7 @@ def run_role_cases(role, hosts, host, cases, inventory=None, timeout=900):
             "rescue": [{"name": "secvirt case %d: refused" % index,
                         "ansible.builtin.debug": {"msg": "case %d refused" % index}}],
         })
-    # JSON is YAML: the variables go in as they are, with no quoting to get wrong
-    playbook = [{"hosts": hosts, "gather_facts": True, "gather_subset": ["min", "network"], "tasks": tasks}]
-    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY") or None
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=ephemeral, delete=False) as handle:
-        json.dump(playbook, handle)
-    try:
-        proc = subprocess.run([_tool("ansible-playbook"), "-i", inventory or INVENTORY, handle.name],
-                              env=dict(os.environ, **JSON_OUTPUT), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    finally:
-        os.unlink(handle.name)
+    proc = _run_play({"tasks": tasks}, hosts, inventory, env=JSON_OUTPUT, timeout=timeout)
     assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-2000:])
     return case_outcomes(json.loads(proc.stdout), host, len(cases))
 
