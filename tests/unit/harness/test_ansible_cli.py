@@ -1,11 +1,12 @@
 """molecule/_harness/ansible_cli.py: the scenario tests' ssh retry, on a fake
-ssh, and the batched refusal runs, on this machine.
+ssh, and the batched refusal runs and the fact cache, on this machine.
 
 No VM here: testinfra's ssh backend runs a local stand-in for ssh that fails
 the way a dropped ControlMaster does, then answers; run_role_cases runs a
 real role over a local connection with inputs it refuses before any change.
 """
 import importlib.util
+import json
 import os
 import sys
 
@@ -88,3 +89,43 @@ def test_case_outcomes_attribute_each_task_to_the_last_case_marker():
     assert ansible_cli.case_outcomes(document, "h", 2) == [
         {"failed": False, "message": "", "changed": ["Write the file"]},
         {"failed": True, "message": "bad input x: wrong", "changed": []}]
+
+
+def gathered(inventory):
+    """Run a one-task play with ansible_cli's play header; True when the run
+    gathered facts itself (its JSON document lists the setup task)."""
+    proc = ansible_cli._run_play({"tasks": [{"name": "one task", "ansible.builtin.debug": {
+        "msg": "{{ ansible_facts['distribution'] }}"}}]}, "localhost", str(inventory), env=ansible_cli.JSON_OUTPUT)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    tasks = [task["task"]["name"] for play in json.loads(proc.stdout)["plays"] for task in play["tasks"]]
+    assert tasks[-1] == "one task", tasks
+    return "Gathering Facts" in tasks
+
+
+def test_role_runs_share_their_facts_per_inventory_inside_molecule_only(tmp_path, monkeypatch):
+    """fact_cache_env on real ansible-playbook runs over a local connection:
+    inside a scenario (MOLECULE_EPHEMERAL_DIRECTORY set) the second run on an
+    inventory reads the facts the first one gathered; another inventory (a
+    clone set's) gathers its own; the opt-out and a run outside molecule
+    always gather."""
+    line = "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable
+    first, clone = tmp_path / "hosts", tmp_path / "clone-hosts"
+    first.write_text(line)
+    clone.write_text(line)
+    monkeypatch.delenv("MOLECULE_EPHEMERAL_DIRECTORY", raising=False)
+    assert ansible_cli.fact_cache_env(str(first)) == {}
+    assert [gathered(first), gathered(first)] == [True, True]
+
+    (tmp_path / "ephemeral").mkdir()
+    monkeypatch.setenv("MOLECULE_EPHEMERAL_DIRECTORY", str(tmp_path / "ephemeral"))
+    monkeypatch.delenv("SECVIRT_TEST_FACT_CACHE", raising=False)
+    assert [gathered(first), gathered(first)] == [True, False]
+    assert gathered(clone)
+    # the same file with other content (a new set of VMs on other ports) starts afresh
+    first.write_text(line + "# other ports\n")
+    assert gathered(first)
+    assert ansible_cli.fact_cache_env(str(first))["ANSIBLE_CACHE_PLUGIN_CONNECTION"].startswith(
+        str(tmp_path / "ephemeral" / "secvirt-facts"))
+
+    monkeypatch.setenv("SECVIRT_TEST_FACT_CACHE", "0")
+    assert [gathered(clone), gathered(clone)] == [True, True]
