@@ -50,15 +50,14 @@ def fact_cache_env(inventory):
     later ones read them from a JSON cache instead of gathering again.
 
     Why: every ansible-playbook run under TCG pays for the facts module
-    (2.1 s on an idle VM, about 4 s with the other lane busy; 71 gatherings
-    in the tests of one suite run took 720 s). A test's role run is an
+    (2.1 s on an idle VM; the 71 gatherings in the tests of one suite run
+    took 720 s, mitogen's connection included). A test's role run is an
     operator's re-run of the role on the same host, whose facts (its
     distribution, names, addresses) the test did not change.
 
     The cache is kept per inventory file and content, in molecule's ephemeral
-    directory: a clone set (its own inventory, its own ports and addresses)
-    never reads the facts of its originals, and a new set of VMs starts
-    empty. A scenario whose tests change the facts the roles read (its
+    directory: a clone set (its own inventory, with the clones' ports) never
+    reads the facts of its originals, and VMs on other ports start empty. A scenario whose tests change the facts the roles read (its
     interfaces: vlan_bridges) sets SECVIRT_TEST_FACT_CACHE=0, and every one of
     its runs gathers. Outside molecule (the unit tests' local runs) nothing
     is cached."""
