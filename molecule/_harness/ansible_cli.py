@@ -57,16 +57,16 @@ def fact_cache_env(inventory):
 
     The cache is kept per inventory file and content, in molecule's ephemeral
     directory: a clone set (its own inventory, with the clones' ports) never
-    reads the facts of its originals, and VMs on other ports start empty. A scenario whose tests change the facts the roles read (its
-    interfaces: vlan_bridges) sets SECVIRT_TEST_FACT_CACHE=0, and every one of
-    its runs gathers. Outside molecule (the unit tests' local runs) nothing
-    is cached."""
+    reads the facts of its originals, and VMs on other ports start empty. A
+    scenario whose tests change the facts the roles read (its interfaces:
+    vlan_bridges) sets SECVIRT_TEST_FACT_CACHE=0, and every one of its runs
+    gathers. Outside molecule (the unit tests' local runs) nothing is
+    cached."""
     base = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
     if not base or os.environ.get("SECVIRT_TEST_FACT_CACHE", "1") == "0":
         return {}
-    path = inventory or INVENTORY
-    digest = hashlib.sha256(os.path.abspath(path).encode())
-    with open(path, "rb") as handle:
+    digest = hashlib.sha256(os.path.abspath(inventory).encode())
+    with open(inventory, "rb") as handle:
         digest.update(handle.read())
     return {"ANSIBLE_GATHERING": "smart", "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
             "ANSIBLE_CACHE_PLUGIN_CONNECTION": os.path.join(base, "secvirt-facts", digest.hexdigest()[:16]),
@@ -79,6 +79,7 @@ def _run_play(body, hosts, inventory, args=(), extra_vars=None, env=None, timeou
     ``fact_cache_env``), ``body`` being the play's roles or tasks; the
     CompletedProcess."""
     play = dict({"hosts": hosts, "gather_facts": True, "gather_subset": ["min", "network"]}, **body)
+    inventory = inventory or INVENTORY
     # outside the checkout: the suite lints and builds the collection while
     # other scenarios' tests run, and a playbook appearing and vanishing in
     # molecule/<scenario>/ would be linted or packed half-way
@@ -86,11 +87,11 @@ def _run_play(body, hosts, inventory, args=(), extra_vars=None, env=None, timeou
     with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=ephemeral, delete=False) as handle:
         # JSON is YAML: the variables go in as they are, with no quoting to get wrong
         json.dump([play], handle)
-    cmd = [_tool("ansible-playbook"), "-i", inventory or INVENTORY, handle.name] + list(args)
+    cmd = [_tool("ansible-playbook"), "-i", inventory, handle.name] + list(args)
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
     try:
-        return subprocess.run(cmd, env=dict(os.environ, **dict(fact_cache_env(inventory), **(env or {}))),
+        return subprocess.run(cmd, env={**os.environ, **fact_cache_env(inventory), **(env or {})},
                               capture_output=True, text=True, timeout=timeout, check=False)
     finally:
         os.unlink(handle.name)
