@@ -16,14 +16,20 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-client 
   sasl2-bin libsasl2-modules
 T := tests/harness/stage.sh
 
-.PHONY: help setup venv image demo test lint sanity unit molecule clean reap
+.PHONY: help setup venv harness-qemu image demo test lint sanity unit molecule clean reap
 
 help:
 	@echo "make demo   - boot the disposable KVM host, run playbooks/site.yml, print what is enforced"
 	@echo "make test   - the whole suite: yamllint, ansible-lint, ansible-test sanity, unit, molecule"
 	@echo "make setup  - install Debian packages and the pinned Python toolchain (.venv)"
 
-setup: .cache/setup.stamp venv $(COLL) $(MITOGEN)
+setup: .cache/setup.stamp venv $(COLL) $(MITOGEN) harness-qemu
+
+# The QEMU that runs the test VMs: on Debian 12, QEMU 10 from
+# bookworm-backports unpacked into ~/.cache/secvirt-kvm/qemu (nothing is
+# installed on the machine); see tests/harness/fetch-qemu.sh.
+harness-qemu: .cache/setup.stamp
+	@tests/harness/fetch-qemu.sh
 
 .cache/setup.stamp: Makefile
 	@mkdir -p .cache

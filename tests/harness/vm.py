@@ -135,8 +135,26 @@ def free_port(wanted=0):
 SNAPSHOT_FORMAT = 2
 
 
+def qemu_command():
+    """The qemu-system-x86_64 that runs the VMs, with its firmware directories.
+
+    The copy tests/harness/fetch-qemu.sh unpacked into the cache (QEMU 10 from
+    bookworm-backports on a Debian 12 machine, whose own 7.2 runs the same
+    guest work 20-40 % slower under TCG: docs/testing.md), else the
+    machine's. SECVIRT_QEMU=system forces the machine's (benchmarks).
+    """
+    root = os.path.join(CACHE, "qemu", "current")
+    binary = os.path.join(root, "usr", "bin", "qemu-system-x86_64")
+    if os.environ.get("SECVIRT_QEMU", "auto") != "system" and os.access(binary, os.X_OK):
+        # Its own firmware first (SeaBIOS and option ROMs of its version),
+        # then qemu's built-in search path (the machine's iPXE ROMs).
+        return [binary, "-L", os.path.join(root, "usr", "share", "qemu"),
+                "-L", os.path.join(root, "usr", "share", "seabios")]
+    return ["qemu-system-x86_64"]
+
+
 def qemu_version():
-    out = subprocess.run(["qemu-system-x86_64", "--version"], stdout=subprocess.PIPE, text=True,
+    out = subprocess.run([qemu_command()[0], "--version"], stdout=subprocess.PIPE, text=True,
                          check=True).stdout
     return out.splitlines()[0].strip()
 
@@ -196,7 +214,7 @@ def kvm_usable(image):
         # Success means the guest kernel really ran (printed its banner),
         # not merely that qemu did not exit.
         proc = subprocess.Popen(
-            ["qemu-system-x86_64", "-accel", "kvm", "-cpu", KVM_CPU, "-m", "256", "-nodefaults",
+            qemu_command() + ["-accel", "kvm", "-cpu", KVM_CPU, "-m", "256", "-nodefaults",
              "-display", "none", "-serial", "stdio", "-no-reboot",
              "-kernel", os.path.join(image, "vmlinuz"), "-append", "console=ttyS0 panic=-1"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -362,8 +380,8 @@ def qemu_argv(plat, index, image, accel, cpu, overlay, data, port, segments, con
     """qemu's command line for the VM of `plat` at position `index` (a boot,
     a resumed saved boot or a clone: the devices must be the same for all)."""
     mac = f"{index + 1:02x}"
-    return [
-        "qemu-system-x86_64", "-name", f"{MARKER}-{plat['name']}",
+    return qemu_command() + [
+        "-name", f"{MARKER}-{plat['name']}",
         "-accel", accel, "-cpu", cpu,
         "-m", str(plat.get("memory_mb", 2048)), "-smp", str(plat.get("cpus", 2)),
         "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
@@ -421,7 +439,7 @@ def boot(args):
     # VMs still share both cores of the machine (use_every_cpu).
     accel = "kvm" if kvm_usable(image) else TCG_ACCEL
     cpu = KVM_CPU if accel == "kvm" else TCG_CPU
-    log(f"accelerator: {accel}")
+    log(f"accelerator: {accel}; {qemu_version()} ({qemu_command()[0]})")
 
     record = {"image": image, "accel": accel, "cpu": cpu, "names": names, "hubs": [], "vms": []}
     for segment in ("trunk", "lab"):
