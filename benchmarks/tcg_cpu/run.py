@@ -10,6 +10,7 @@ used before). Needs the cached image (`make image`) and no other VM running
 if the figures are to mean anything.
 
 Usage: .venv/bin/python benchmarks/tcg_cpu/run.py [--configs max:,max:mitigations=off,qemu64:mitigations=off]
+       .venv/bin/python benchmarks/tcg_cpu/run.py --configs "qemu64:mitigations=off tsc=reliable:2:system,qemu64:mitigations=off tsc=reliable:2:auto"
 """
 import argparse
 import os
@@ -23,9 +24,9 @@ VM = os.path.join(HERE, "..", "..", "tests", "harness", "vm.py")
 PLATFORM = '[{"name": "bench", "image": "virt", "memory_mb": 1536, "cpus": %d}]'
 
 
-def measure(cpu, kernel_args, cpus=2):
+def measure(cpu, kernel_args, cpus=2, qemu="auto"):
     env = dict(os.environ, SECVIRT_ACCEL="tcg", SECVIRT_SNAPSHOTS="0", SECVIRT_TCG_CPU=cpu,
-               SECVIRT_TCG_KERNEL_ARGS=kernel_args)
+               SECVIRT_TCG_KERNEL_ARGS=kernel_args, SECVIRT_QEMU=qemu)
     state = tempfile.mkdtemp(prefix="secvirt-bench-")
     started = time.monotonic()
     try:
@@ -45,14 +46,22 @@ def measure(cpu, kernel_args, cpus=2):
     return times
 
 
+def parse_config(text):
+    """'cpu:kernel-args[:vcpus[:qemu]]' -> (cpu, kernel args, vcpus, qemu)."""
+    fields = text.split(":")
+    return tuple(fields + ["", "", "2", "auto"][len(fields):])[:4]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="max:,max:mitigations=off,qemu64:mitigations=off",
-                        help="comma-separated cpu:kernel-args[:vcpus] (vcpus default 2); the first is the baseline")
+                        help="comma-separated cpu:kernel-args[:vcpus[:qemu]] (vcpus default 2; qemu: auto, the "
+                             "harness's, or system, the machine's); the first is the baseline")
     args = parser.parse_args()
-    configs = [(c.split(":") + ["2"])[:3] for c in args.configs.split(",")]
-    results = [measure(cpu, kargs, int(cpus)) for cpu, kargs, cpus in configs]
-    names = ["-cpu %s -smp %s %s" % (cpu, cpus, kargs or "(stock cmdline)") for cpu, kargs, cpus in configs]
+    configs = [parse_config(c) for c in args.configs.split(",")]
+    results = [measure(cpu, kargs, int(cpus), qemu) for cpu, kargs, cpus, qemu in configs]
+    names = ["-cpu %s -smp %s %s%s" % (cpu, cpus, kargs or "(stock cmdline)", "" if qemu == "auto" else " " + qemu)
+             for cpu, kargs, cpus, qemu in configs]
     print("%-60s" % "workload" + "".join("%34s" % n for n in names))
     for key in results[0]:
         base = results[0][key]

@@ -3,6 +3,7 @@ import importlib.util
 import json
 import os
 import socket
+import subprocess
 
 import pytest
 
@@ -215,3 +216,55 @@ def test_tcg_runs_the_vcpus_of_a_vm_on_one_thread():
     argv = vm.qemu_argv({"name": "kvmhost", "cpus": 2}, 0, "/img", vm.TCG_ACCEL, "qemu64", "/s/o.qcow2", "/s/d.qcow2",
                         2222, {"trunk": "/s/t.sock", "lab": "/s/l.sock"}, "/s/c.log", "/s/p.pid", "/s/q.sock")
     assert argv[argv.index("-accel") + 1] == "tcg,thread=single" and argv[argv.index("-smp") + 1] == "2"
+
+
+def _fake_qemu(path, version):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho 'QEMU emulator version {version}'\n")
+    path.chmod(0o755)
+
+
+def test_the_vms_run_on_the_cached_qemu_with_its_own_firmware(tmp_path, monkeypatch):
+    """fetch-qemu.sh unpacks QEMU 10 into <cache>/qemu/current: vm.py then
+    starts every VM (boot, saved boot, clone) with it, its firmware first."""
+    monkeypatch.setattr(vm, "CACHE", str(tmp_path))
+    monkeypatch.delenv("SECVIRT_QEMU", raising=False)
+    assert vm.qemu_command() == ["qemu-system-x86_64"]
+    _fake_qemu(tmp_path / "qemu" / "v10" / "usr" / "bin" / "qemu-system-x86_64", "10.0.2")
+    (tmp_path / "qemu" / "current").symlink_to("v10")
+    root = str(tmp_path / "qemu" / "current")
+    command = vm.qemu_command()
+    assert command == [root + "/usr/bin/qemu-system-x86_64", "-L", root + "/usr/share/qemu",
+                       "-L", root + "/usr/share/seabios"]
+    # its version keys the saved boots, so a 7.2 state is never resumed by 10
+    assert vm.qemu_version() == "QEMU emulator version 10.0.2"
+    argv = vm.qemu_argv({"name": "n"}, 0, "/img", vm.TCG_ACCEL, "qemu64", "/s/o.qcow2", "/s/d.qcow2", 2222,
+                        {"trunk": "/s/t.sock", "lab": "/s/l.sock"}, "/s/c.log", "/s/p.pid", "/s/q.sock")
+    assert argv[:5] == command and argv[5:7] == ["-name", "secvirt-harness-n"]
+    monkeypatch.setenv("SECVIRT_QEMU", "system")
+    assert vm.qemu_command() == ["qemu-system-x86_64"]
+
+
+FETCH = os.path.join(os.path.dirname(__file__), "..", "..", "harness", "fetch-qemu.sh")
+
+
+@pytest.mark.parametrize("system, cached, says, current", [
+    # a machine whose own qemu is 10 or newer (Debian 13) runs on it
+    ("10.1.0", True, "the machine's qemu is version 10: the VMs run on it", None),
+    # an unpacked copy is reused without touching the network
+    ("7.2.22", True, "using v10 (cached)", "v10"),
+])
+def test_fetch_qemu_decides_without_the_network(tmp_path, system, cached, says, current):
+    bin_dir = tmp_path / "bin"
+    _fake_qemu(bin_dir / "qemu-system-x86_64", system)
+    cache = tmp_path / "cache"
+    if cached:
+        _fake_qemu(cache / "qemu" / "v10" / "usr" / "bin" / "qemu-system-x86_64", "10.0.2")
+        (cache / "qemu" / "current").symlink_to("v10")
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SECVIRT_CACHE=str(cache),
+               SECVIRT_QEMU_REFRESH="0", SECVIRT_MIRROR="http://192.0.2.1/debian")
+    proc = subprocess.run(["bash", FETCH], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert says in proc.stderr
+    link = cache / "qemu" / "current"
+    assert (os.readlink(link) if link.is_symlink() else None) == current
