@@ -139,8 +139,9 @@ def qemu_command():
     """The qemu-system-x86_64 that runs the VMs, with its firmware directories.
 
     The copy tests/harness/fetch-qemu.sh unpacked into the cache (QEMU 10 from
-    bookworm-backports on a Debian 12 machine, whose own 7.2 runs the same
-    guest work 20-40 % slower under TCG: docs/testing.md), else the
+    bookworm-backports on a Debian 12 machine: under TCG, Debian 12's own 7.2
+    takes 1.1-1.4 times as long for the guests' Python and boots, six times
+    as long for fork+exec; benchmarks/tcg_cpu, docs/testing.md), else the
     machine's. SECVIRT_QEMU=system forces the machine's (benchmarks).
     """
     root = os.path.join(CACHE, "qemu", "current")
