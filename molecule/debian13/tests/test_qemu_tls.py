@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import sys
-import time
 
 import testinfra.utils.ansible_runner
 
@@ -22,6 +21,7 @@ import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
 import clones  # noqa: E402  pylint: disable=wrong-import-position
 import consoles  # noqa: E402  pylint: disable=wrong-import-position
 import firewalld  # noqa: E402  pylint: disable=wrong-import-position
+import listeners  # noqa: E402  pylint: disable=wrong-import-position
 import nested_guests  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
@@ -150,10 +150,8 @@ def _drops(chain):
 
 def test_console_ports_open_to_the_management_network_migration_ports_dropped_for_it():
     """The station is on the management network and is not a hypervisor."""
-    listeners = "python3 -m http.server --bind %s %d >/dev/null 2>&1 & echo $!"
-    pids = [KVM.check_output(listeners % (LAB_IP, 5990)), KVM.check_output(listeners % (LAB_IP, 49200))]
+    pids = listeners.start_http(KVM, LAB_IP, [5990, 49200])   # returns once both listen
     try:
-        time.sleep(1)
         before = KVM.check_output("nft list chain inet secvirt_qemu_tls input")
         console = STATION.run("timeout 10 python3 -c \"import socket; socket.create_connection(('%s', 5990), 5); print('open')\"", LAB_IP)
         assert console.stdout.strip() == "open", console.stderr                       # positive control
@@ -164,7 +162,7 @@ def test_console_ports_open_to_the_management_network_migration_ports_dropped_fo
         assert _drops(after) > _drops(before), after
         assert KVM.run("timeout 5 python3 -c \"import socket; socket.create_connection(('%s', 49200), 3)\"", LAB_IP).rc == 0
     finally:
-        KVM.run("kill %s %s", *pids)
+        KVM.run("kill %s" % " ".join(pids))
 
 
 def test_check_mode_predicts_the_first_run_and_changes_nothing():
@@ -302,10 +300,8 @@ def test_firewalld_backend_and_per_user_vnc_logins_on_a_clone():
         assert host.run("grep -c -a -F %s /etc/sasl2/qemu-vnc-passwd.db", password).stdout.strip() == "0"
         assert "mech_list: scram-sha-256" in host.check_output("cat /etc/sasl2/qemu.conf")
 
-        listeners = "python3 -m http.server --bind %s %d >/dev/null 2>&1 & echo $!"
-        pids = [host.check_output(listeners % (LAB_IP, 5990)), host.check_output(listeners % (LAB_IP, 49200))]
+        pids = listeners.start_http(host, LAB_IP, [5990, 49200])
         try:
-            time.sleep(1)
             reach = "timeout 10 python3 -c \"import socket; socket.create_connection(('%s', %d), 5); print('open')\""
             console = station.run(reach % (LAB_IP, 5990))
             assert console.stdout.strip() == "open", console.stderr                    # positive control
@@ -313,7 +309,7 @@ def test_firewalld_backend_and_per_user_vnc_logins_on_a_clone():
             # firewalld's zone rejects with icmp-host-prohibited
             assert migration.rc != 0 and "No route to host" in migration.stderr, migration.stderr
         finally:
-            host.run("kill %s %s", *pids)
+            host.run("kill %s" % " ".join(pids))
 
         nested_guests.define(host, guest, disk=False, devices="<graphics type='vnc' autoport='yes'/>")
         host.check_output(VIRSH + " start %s", guest)

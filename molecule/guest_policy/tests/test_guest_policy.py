@@ -16,6 +16,7 @@ import testinfra.utils.ansible_runner
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_harness"))
 import ansible_cli  # noqa: E402  pylint: disable=wrong-import-position
 import frames  # noqa: E402  pylint: disable=wrong-import-position
+import listeners  # noqa: E402  pylint: disable=wrong-import-position
 import nested_guests  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
@@ -102,7 +103,7 @@ def udp_received(src_mac, src_ip, port):
              "s.bind((\"10.77.0.1\",%d)); s.settimeout(20); "
              "[open(\"/root/udp-%d.txt\",\"a\").write(s.recvfrom(100)[0].decode()+\"\\n\") for _ in range(9)]' "
              ">/dev/null 2>&1 &" % (port, port))
-    time.sleep(1)
+    listeners.wait_bound(HOST, [port], "udp")
     frames.inject(HOST, "web1", [frames.udp_datagram(src_mac, bridge_mac(), src_ip, "10.77.0.1", port,
                                                      ("from %s" % src_ip).encode())])
     time.sleep(1)
