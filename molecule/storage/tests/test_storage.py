@@ -276,6 +276,8 @@ def test_luks_header_backup_fetched_to_the_controller_only(host, name):
         assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
     # the fetched copy was renamed into place: no partial file is left
     assert sorted(os.listdir(os.path.dirname(path))) == ["kvm01.luksheader", "vault01.luksheader"]
+    # ... and the scratch directory it was fetched into is gone, with anything a transfer left there
+    assert [entry for entry in os.listdir(HEADERS) if entry.startswith(".")] == []
     assert st.st_size >= 16 * MIB
     with open(path, "rb") as fh:
         assert fh.read(6) == b"LUKS\xba\xbe"
