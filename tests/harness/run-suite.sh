@@ -37,6 +37,12 @@ summary() {
   done <"$SECVIRT_TIMINGS"
   total=$(( $(date +%s) - suite_start ))
   printf '  %-28s %-14s %4dm%02ds\n' total "$1" $((total / 60)) $((total % 60))
+  # The machine's speed before the scenarios and after them (speed.py: the
+  # seconds a fixed piece of Python work took, lower is faster), so that the
+  # total reads against the speed it ran at: the same suite took 40m30s and
+  # 52m03s on two days (docs/testing.md).
+  printf '  %-28s %s s before the scenarios, %s s after (tests/harness/speed.py; lower is faster)\n' \
+    "machine speed" "${speed_before:-?}" "$(.venv/bin/python tests/harness/speed.py 2>/dev/null || echo '?')"
   step_table
   task_table
   failure_excerpts
@@ -89,6 +95,7 @@ run() { "$stage" "$@" || { summary FAILED; exit 1; }; }
 
 run image .venv/bin/python tests/harness/vm.py image
 run image-debian13 .venv/bin/python tests/harness/vm.py image --suite trixie
+speed_before=$(.venv/bin/python tests/harness/speed.py 2>/dev/null || echo '?')
 
 checks() {
   # The checks that need no VM: lint, sanity, unit tests. They run as the
